@@ -24,8 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--profile", default="healthy", help="fault profile (see --list-profiles)")
     mock.add_argument("--seed", type=int, default=None, help="random seed for reproducible faults")
     mock.add_argument(
-        "--list-profiles", action="store_true", help="print the profiles and exit"
+        "--name", default=None, help="named in every answer's content (default: the profile)"
     )
+    mock.add_argument("--list-profiles", action="store_true", help="print the profiles and exit")
 
     commands.add_parser("demo", help="show failover at work on mock providers (no key, no network)")
     return parser
@@ -40,7 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, profile in mock_upstream.PROFILES.items():
                 print(f"{name:14} {profile.description}")
             return 0
-        mock_upstream.run(host=args.host, port=args.port, profile=args.profile, seed=args.seed)
+        mock_upstream.run(
+            host=args.host, port=args.port, profile=args.profile, seed=args.seed, name=args.name
+        )
         return 0
     if args.command == "demo":
         from failover import demo

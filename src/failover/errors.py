@@ -7,7 +7,8 @@
     ├── RejectedError                failover itself refused or gave up: no upstream outcome
     │   ├── NoTargetAvailable        every deployment is open, cooling down or not configured
     │   ├── DeadlineExceeded         the route's deadline passed (also a TimeoutError)
-    │   └── ClientRateLimited        an inbound client went over its limit
+    │   ├── ClientRateLimited        an inbound client went over its limit
+    │   └── UnknownModel             no route or deployment has the requested name
     ├── UpstreamError                an attempt produced an upstream outcome; carries its class
     │   ├── UpstreamTimeout          the attempt's own timeout (also a TimeoutError)
     │   ├── UpstreamConnectionError  connect error or reset
@@ -34,6 +35,7 @@ __all__ = [
     "MalformedResponse",
     "NoTargetAvailable",
     "RejectedError",
+    "UnknownModel",
     "UpstreamConnectionError",
     "UpstreamError",
     "UpstreamStatusError",
@@ -120,6 +122,16 @@ class ClientRateLimited(RejectedError):
         super().__init__(f"rate limit exceeded; retry after {retry_after:.0f}s")
 
 
+class UnknownModel(RejectedError, LookupError):
+    """No route or deployment is named ``model``."""
+
+    def __init__(self, model: str, known: Sequence[str] = ()) -> None:
+        self.model = model
+        self.known = tuple(known)
+        hint = f"; known: {', '.join(self.known)}" if self.known else ""
+        super().__init__(f"unknown model {model!r}{hint}")
+
+
 class UpstreamError(FailoverError):
     """An attempt failed with an outcome the upstream produced.
 
@@ -139,7 +151,7 @@ class UpstreamError(FailoverError):
         retry_after: float | None = None,
         error_class: ErrorClass | None = None,
         code: str | None = None,
-        type: str | None = None,  # noqa: A002 - mirrors OpenAI's error.type
+        type: str | None = None,  # mirrors OpenAI's error.type
     ) -> None:
         if error_class is not None:
             self.error_class = error_class

@@ -44,10 +44,16 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """Leave to start one attempt; ``probe`` is true when it holds the half-open lease."""
+    """Leave to start one attempt; ``probe`` is true when it holds the half-open lease.
+
+    ``lease`` identifies that lease (it is the time the lease expires): pass the admission back to
+    :meth:`Health.report` unchanged, so that a late report of an expired lease cannot release or
+    decide the probe a newer lease holds.
+    """
 
     deployment: str
     probe: bool = False
+    lease: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

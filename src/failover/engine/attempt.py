@@ -1,0 +1,213 @@
+"""One attempt: one call to one deployment, bounded by its timeout, recorded, reported to health.
+
+What the call does is a :class:`Work`: a completion (:data:`COMPLETE`), or a stream opened up to
+its commit (:mod:`failover.engine.streaming`). Whatever ends the attempt, :meth:`Attempt.execute`
+completes its record and tells health exactly once (SPEC rule 7):
+
+- the upstream answered: success, reported as such;
+- the upstream failed, or the deployment's own ``timeout`` passed: reported with its class;
+- failover ended it (another attempt won, the deadline, the client left) or a bug interrupted
+  it: ``cancelled``, which changes no health and only frees a half-open probe lease.
+
+The first success of a request claims its win. An attempt that ends after the win (a loser running
+on in the background) is recorded as ``lost_completed`` or ``lost_failed``, and a value it produced
+is discarded (a stream is closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+from failover.engine.events import EventKind
+from failover.engine.route import Target
+from failover.errors import UpstreamError, UpstreamTimeout
+from failover.health.base import Admission, Report
+from failover.providers.base import ChatProvider
+from failover.types import AttemptOutcome, AttemptRecord, ChatRequest, Completion
+
+if TYPE_CHECKING:
+    from failover.engine.run import RequestRun
+
+__all__ = ["COMPLETE", "Attempt", "CompleteWork", "Work"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Work(Protocol[T]):
+    """What an attempt does with its deployment's provider."""
+
+    async def open(self, provider: ChatProvider, request: ChatRequest) -> T:
+        """The call itself; raises :class:`~failover.errors.UpstreamError` on failure."""
+        ...
+
+    async def discard(self, value: T) -> None:
+        """Release a value nobody will use (the attempt completed after another won)."""
+        ...
+
+
+class CompleteWork:
+    """A non-streaming completion."""
+
+    __slots__ = ()
+
+    async def open(self, provider: ChatProvider, request: ChatRequest) -> Completion:
+        return await provider.complete(request)
+
+    async def discard(self, value: Completion) -> None:
+        return None
+
+
+COMPLETE = CompleteWork()
+
+
+class Attempt(Generic[T]):
+    """One call to one deployment within a request; its record is created (and the
+    ``attempt_started`` event emitted) with it.
+
+    After :meth:`execute`: ``won`` and ``value`` for the winner, ``error`` for a failure.
+    """
+
+    __slots__ = ("admission", "error", "record", "run", "started", "target", "value", "won")
+
+    def __init__(
+        self,
+        run: RequestRun,
+        target: Target,
+        admission: Admission,
+        *,
+        retry: int,
+        hedge: bool,
+    ) -> None:
+        self.run = run
+        self.target = target
+        self.admission = admission
+        self.started = run.clock.now()
+        self.won = False
+        self.value: T | None = None
+        self.error: UpstreamError | None = None
+        self.record = AttemptRecord(
+            deployment=target.name,
+            start=run.offset(self.started),
+            hedge=hedge,
+            retry=retry,
+            probe=admission.probe,
+        )
+        run.records.append(self.record)
+        run.emit(EventKind.ATTEMPT_STARTED, deployment=target.name, attempt=self.record)
+
+    @property
+    def running(self) -> bool:
+        return self.record.end is None
+
+    async def execute(self, work: Work[T]) -> T:
+        """Make the call; its value, or the :class:`~failover.errors.UpstreamError` it failed with.
+
+        A value is returned even when another attempt had already won (``won`` is then false and
+        the value has been discarded).
+        """
+        own_timeout = asyncio.timeout(self.target.timeout)
+        try:
+            async with own_timeout:
+                value = await work.open(self.target.provider, self.run.request)
+        except UpstreamError as error:
+            await self._failed(error)
+            raise
+        except TimeoutError:
+            if not own_timeout.expired():  # not ours: a bug below us
+                await self._abandoned()
+                raise
+            timeout = UpstreamTimeout(
+                f"no answer within the deployment's timeout of {self.target.timeout:g}s",
+                deployment=self.target.name,
+            )
+            await self._failed(timeout)
+            raise timeout from None
+        except BaseException:
+            # Cancelled (by failover or the caller), or a bug: no upstream outcome either way.
+            await self._abandoned()
+            raise
+        await self._succeeded(work, value)
+        return value
+
+    async def fail_after_commit(self, error: UpstreamError) -> None:
+        """A committed stream failed: record and report the failure the upstream produced."""
+        record = self._end()
+        if not error.deployment:
+            error.deployment = self.target.name
+        record.outcome = error.error_class.value
+        record.error_class = error.error_class.value
+        record.status = error.status
+        self.run.emit(
+            EventKind.STREAM_FAILED, deployment=self.target.name, attempt=record, error=error
+        )
+        await self._report(self._failure_report(error))
+
+    def stream_ended(self) -> None:
+        """A committed stream ended (cleanly or closed by the client): its record ends now."""
+        self._end()
+
+    async def _succeeded(self, work: Work[T], value: T) -> None:
+        record = self._end()
+        run = self.run
+        if run.winner is None:
+            run.winner = self
+            self.won = True
+            self.value = value
+            record.outcome = AttemptOutcome.SUCCESS.value
+        else:
+            record.outcome = AttemptOutcome.LOST_COMPLETED.value
+        run.emit(EventKind.ATTEMPT_ENDED, deployment=self.target.name, attempt=record)
+        try:
+            await self._report(Report(latency=self.run.clock.now() - self.started))
+        finally:
+            if not self.won:
+                await work.discard(value)
+
+    async def _failed(self, error: UpstreamError) -> None:
+        record = self._end()
+        run = self.run
+        if not error.deployment:
+            error.deployment = self.target.name
+        self.error = error
+        record.error_class = error.error_class.value
+        record.status = error.status
+        if run.winner is None:
+            record.outcome = error.error_class.value
+            run.errors.append(error)
+        else:
+            record.outcome = AttemptOutcome.LOST_FAILED.value
+        run.emit(EventKind.ATTEMPT_ENDED, deployment=self.target.name, attempt=record, error=error)
+        await self._report(self._failure_report(error))
+
+    async def _abandoned(self) -> None:
+        record = self._end()
+        record.outcome = AttemptOutcome.CANCELLED.value
+        self.run.emit(EventKind.ATTEMPT_ENDED, deployment=self.target.name, attempt=record)
+        await self._report(
+            Report(latency=self.run.clock.now() - self.started, cancelled=True),
+        )
+
+    def _end(self) -> AttemptRecord:
+        self.record.end = self.run.offset(self.run.clock.now())
+        return self.record
+
+    def _failure_report(self, error: UpstreamError) -> Report:
+        return Report(
+            error_class=error.error_class,
+            retry_after=error.retry_after,
+            latency=self.run.clock.now() - self.started,
+        )
+
+    async def _report(self, report: Report) -> None:
+        # Health is bookkeeping: a health backend that fails must not lose the answer.
+        try:
+            await self.run.health.report(self.admission, report)
+        except Exception:
+            logger.exception("health report for deployment %r failed", self.target.name)
+
+    def __repr__(self) -> str:
+        return f"<Attempt {self.target.name!r} retry={self.record.retry} {self.record.outcome}>"

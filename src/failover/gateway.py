@@ -1,0 +1,229 @@
+"""Gateway: wires a config into providers, health and the engine, and owns their lifecycle.
+
+The library and the HTTP server share it: one :class:`Gateway` per process holds the single
+upstream HTTP client, one adapter per deployment, the health state, and the engine with its
+background losers. ``async with`` (or :meth:`Gateway.aclose`) ends all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from failover.clock import Clock, LoopClock
+from failover.config import (
+    Config,
+    DeploymentConfig,
+    RouteConfig,
+    config_from_dict,
+    config_from_env,
+    load_config,
+)
+from failover.engine.engine import Engine
+from failover.engine.events import Observer
+from failover.errors import UnknownModel
+from failover.health.base import Health
+from failover.health.memory import MemoryHealth
+from failover.providers import build_provider
+from failover.providers.http import HttpClient
+from failover.types import ChatRequest, ChatResult, StreamChunk
+
+__all__ = ["Gateway"]
+
+
+def new_request_id() -> str:
+    """A random, unguessable request id (the key of the request's record)."""
+    return "req_" + os.urandom(12).hex()
+
+
+class Gateway:
+    """Routes chat requests over deployments with retries, fallback, hedging and deadlines.
+
+    >>> async def main() -> None:  # doctest: +SKIP
+    ...     async with Gateway.from_file("failover.yaml") as gw:
+    ...         result = await gw.chat("intent", messages=[{"role": "user", "content": "hi"}])
+    ...         print(result.text, result.deployment, result.degraded)
+
+    ``model`` in :meth:`chat` and :meth:`stream` names a route, or a deployment directly (a route
+    of that one deployment with the default policy). ``health``, ``clock``, ``rng`` and
+    ``observer`` are for tests and embedding; the defaults are what production uses.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        health: Health | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.config = config
+        self._clock: Clock = clock if clock is not None else LoopClock()
+        self._http = HttpClient()
+        self.providers = {
+            name: build_provider(deployment, self._http)
+            for name, deployment in config.deployments.items()
+        }
+        self.health: Health = health if health is not None else _health(config, self._clock)
+        self.engine = Engine(
+            self.providers,
+            config.deployments,
+            self.health,
+            clock=self._clock,
+            rng=rng,
+            observer=observer,
+        )
+        self.routes: dict[str, RouteConfig] = _routes(config)
+        for route in self.routes.values():
+            self.engine.prepare(route)
+        self._runner: asyncio.Runner | None = None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Gateway:
+        """A gateway from a YAML config file (a ``.env`` beside it is read first)."""
+        return cls(load_config(Path(path)), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **kwargs: Any) -> Gateway:
+        """A gateway from the same structure as the config file."""
+        return cls(config_from_dict(data), **kwargs)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Gateway:
+        """The zero-config gateway: one route ``default`` over the provider keys in ``env``."""
+        return cls(config_from_env(env), **kwargs)
+
+    def route(self, model: str) -> RouteConfig:
+        """The route a request for ``model`` runs on; :class:`UnknownModel` when there is none."""
+        route = self.routes.get(model)
+        if route is None:
+            raise UnknownModel(model, sorted(self.routes))
+        return route
+
+    async def chat(
+        self,
+        model: str,
+        messages: Iterable[Mapping[str, Any]],
+        *,
+        request_id: str | None = None,
+        **params: Any,
+    ) -> ChatResult:
+        """Answer one chat request over the route ``model``.
+
+        ``params`` are the other OpenAI Chat Completions fields (``temperature``, ``max_tokens``,
+        ``tools``, ...). Returns a :class:`~failover.types.ChatResult`; raises
+        :class:`~failover.errors.AllTargetsFailed`, :class:`~failover.errors.NoTargetAvailable`
+        or the provider's 400 (:class:`~failover.errors.UpstreamStatusError`) when the route has
+        no default response to give.
+        """
+        route = self.route(model)
+        request = ChatRequest(messages=[dict(m) for m in messages], params=params)
+        return await self.engine.chat(route, request, request_id=request_id or new_request_id())
+
+    async def stream(
+        self,
+        model: str,
+        messages: Iterable[Mapping[str, Any]],
+        *,
+        request_id: str | None = None,
+        **params: Any,
+    ) -> AsyncIterator[StreamChunk]:
+        """Stream one chat request as OpenAI ``chat.completion.chunk`` dicts.
+
+        Failover and hedging work until the first content chunk; a failure after it raises
+        from the iterator (never a silent end).
+        """
+        route = self.route(model)
+        request = ChatRequest(messages=[dict(m) for m in messages], params=params)
+        opened = await self.engine.open_stream(
+            route, request, request_id=request_id or new_request_id()
+        )
+        async with opened:
+            async for chunk in opened:
+                yield chunk
+
+    def chat_sync(
+        self, model: str, messages: Iterable[Mapping[str, Any]], **params: Any
+    ) -> ChatResult:
+        """The blocking form of :meth:`chat`, for code without an event loop.
+
+        The gateway then keeps a private event loop until :meth:`close_sync`; do not mix it with
+        the async methods of the same gateway.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("chat_sync() called inside an event loop: use 'await gw.chat()'")
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner.run(self.chat(model, messages, **params))
+
+    def close_sync(self) -> None:
+        """End what :meth:`chat_sync` started (its loop, connections and losers)."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            try:
+                runner.run(self.aclose())
+            finally:
+                runner.close()
+
+    async def aclose(self) -> None:
+        """End background losers and close upstream connections."""
+        try:
+            await self.engine.aclose()
+        finally:
+            try:
+                await self._http.aclose()
+            finally:
+                close = getattr(self.health, "aclose", None)
+                if close is not None:
+                    await close()
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Gateway routes={len(self.routes)} deployments={len(self.providers)} "
+            f"background={len(self.engine.background)}>"
+        )
+
+
+def _health(config: Config, clock: Clock) -> Health:
+    if config.state.backend == "redis":
+        from failover.state import RedisHealth
+
+        return RedisHealth.from_config(config.state, config.health, config.deployments, clock)
+    return MemoryHealth(config.health, config.deployments, clock)
+
+
+def _routes(config: Config) -> dict[str, RouteConfig]:
+    """Configured routes, plus a one-target route for each deployment not shadowed by one."""
+    routes: dict[str, RouteConfig] = {}
+    for name, deployment in config.deployments.items():
+        routes[name] = _direct_route(name, deployment)
+    routes.update(config.routes)
+    return routes
+
+
+def _direct_route(name: str, deployment: DeploymentConfig) -> RouteConfig:
+    # Asking for a deployment by name gets it alone, with the default policy; its deadline
+    # still bounds the request, and never below one full attempt.
+    deadline = max(60.0, deployment.timeout * (1 + deployment.max_retries))
+    return RouteConfig(name=name, targets=(name,), deadline=deadline)

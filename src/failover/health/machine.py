@@ -1,0 +1,371 @@
+"""One deployment's health as a pure state machine: a small flat record and the moves between them.
+
+Every function here takes the record and ``now`` and returns a new record; none reads a clock,
+sleeps or does I/O (STYLE habit 4). The states are SPEC's::
+
+    available ──N consecutive failures, auth, not_found──▶ circuit_open ──break ends──▶ half_open
+        ▲  ▲                                                   ▲                          │
+        │  └─────── 429 / quota cooldown ends ─── rate_limited │  one probe (a lease)      │
+        │                                                      └── probe fails: break ×2 ──┤
+        └──────────────────────────── probe succeeds ──────────────────────────────────────┘
+
+``half_open`` is never stored: it is ``circuit_open`` whose break has ended, and a cooldown whose
+end has passed is ``available``. So time alone never needs a write, and reading a record at any
+``now`` gives its state.
+
+The record is deliberately flat (``state, failures, until, break_seconds, probe_until,
+last_error``: six scalars) so that a Redis backend can keep it as one hash and run each
+:func:`admit` / :func:`report` as one Lua script (read the hash, apply the same rules, write it
+back, return the decision), which makes every transition atomic across gateways sharing state.
+That backend passes a ``now`` every gateway agrees on (Redis ``TIME`` or the wall clock), since
+monotonic clocks are not shared between hosts. Keep these functions free of anything a short Lua
+script could not do.
+
+Effects of each failure class, as SPEC's table:
+
+- ``connection``, ``timeout``, ``server_error``, ``malformed``: a failure; ``failure_threshold``
+  consecutive ones open the circuit for ``recovery_seconds``.
+- ``rate_limit``: a cooldown for Retry-After, else ``rate_limit_cooldown``; not a failure.
+- ``quota``: a cooldown of ``recovery_seconds`` that is never probed early.
+- ``auth``, ``not_found``: the circuit opens at once (an ``auth`` break is never probed early).
+- ``context_overflow``, ``bad_request``: nothing (the request was at fault, not the deployment).
+- success: the count and the break reset and an open circuit closes. A cooldown the provider asked
+  for is kept, unless the success is the probe's.
+- cancelled: nothing, except that the probe lease it held is released.
+
+While a deployment waits, failures reported by attempts that did not hold its probe lease
+(stragglers started before it went down) never shorten the wait nor turn an ``auth``/``quota``
+hold into one that may be probed early. A failed probe of an open circuit (half-open, or early
+under rule 1) reopens it with twice the last break, up to ``max_recovery_seconds``; the break
+returns to ``recovery_seconds`` only after a success.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import NamedTuple
+
+from failover.config import DeploymentConfig, HealthConfig
+from failover.errors import ErrorClass
+from failover.health.base import DeploymentState, Plan
+
+__all__ = [
+    "EFFECTS",
+    "HOLDS",
+    "Admitted",
+    "BreakerPolicy",
+    "BreakerRecord",
+    "Effect",
+    "Reported",
+    "admit",
+    "admits",
+    "effective_state",
+    "may_probe_early",
+    "plan",
+    "report",
+    "wait_seconds",
+]
+
+
+class Effect(enum.Enum):
+    """What a failure class does to its deployment's health."""
+
+    FAILURE = "failure"  # counts toward the threshold
+    COOLDOWN = "cooldown"  # rate limited for Retry-After, else rate_limit_cooldown
+    QUOTA = "quota"  # rate limited for recovery_seconds, never probed early
+    OPEN = "open"  # the circuit opens at once
+    NONE = "none"  # the request's fault: nothing changes
+
+
+EFFECTS: Mapping[ErrorClass, Effect] = MappingProxyType(
+    {
+        ErrorClass.CONNECTION: Effect.FAILURE,
+        ErrorClass.TIMEOUT: Effect.FAILURE,
+        ErrorClass.SERVER_ERROR: Effect.FAILURE,
+        ErrorClass.MALFORMED: Effect.FAILURE,
+        ErrorClass.RATE_LIMIT: Effect.COOLDOWN,
+        ErrorClass.QUOTA: Effect.QUOTA,
+        ErrorClass.AUTH: Effect.OPEN,
+        ErrorClass.NOT_FOUND: Effect.OPEN,
+        ErrorClass.CONTEXT_OVERFLOW: Effect.NONE,
+        ErrorClass.BAD_REQUEST: Effect.NONE,
+    }
+)
+"""The effect of each failure class (SPEC's table, column "health")."""
+
+HOLDS = frozenset({ErrorClass.AUTH, ErrorClass.QUOTA})
+"""Classes whose wait is never cut short by an early probe (SPEC rule 1): retrying early cannot
+fix a bad key or an empty account, and would only burn a request."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """The numbers one deployment's machine runs on: ``HealthConfig`` plus its probe lease.
+
+    >>> BreakerPolicy(failure_threshold=3).recovery_seconds
+    60.0
+    """
+
+    failure_threshold: int = 5
+    recovery_seconds: float = 60.0
+    max_recovery_seconds: float = 600.0
+    rate_limit_cooldown: float = 60.0
+    probe_lease_seconds: float = 30.0
+
+    @classmethod
+    def from_config(cls, health: HealthConfig, deployment: DeploymentConfig) -> BreakerPolicy:
+        """The policy of ``deployment``: its probe lease lasts one attempt's ``timeout``."""
+        return cls(
+            failure_threshold=health.failure_threshold,
+            recovery_seconds=health.recovery_seconds,
+            max_recovery_seconds=health.max_recovery_seconds,
+            rate_limit_cooldown=health.rate_limit_cooldown,
+            probe_lease_seconds=deployment.timeout,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerRecord:
+    """The whole stored state of one deployment's health.
+
+    ``state`` is one of ``available``, ``rate_limited``, ``circuit_open``, ``not_configured``
+    (``half_open`` is derived, see :func:`effective_state`). ``until`` is when a cooldown or break
+    ends (meaningful only in those states), ``break_seconds`` the length of the last break (0 when
+    the circuit has been healthy since), ``probe_until`` when the probe lease expires (``None``
+    when no probe holds it) and ``last_error`` the class of the failure that last counted.
+    """
+
+    state: DeploymentState = DeploymentState.AVAILABLE
+    failures: int = 0
+    until: float = 0.0
+    break_seconds: float = 0.0
+    probe_until: float | None = None
+    last_error: ErrorClass | None = None
+
+
+class Admitted(NamedTuple):
+    """The result of :func:`admit`: the new record, and the lease when the attempt is a probe."""
+
+    record: BreakerRecord
+    admitted: bool
+    lease: float | None = None
+
+
+class Reported(NamedTuple):
+    """The result of :func:`report`: the new record and the visible state before and after."""
+
+    record: BreakerRecord
+    before: DeploymentState
+    after: DeploymentState
+
+
+def effective_state(record: BreakerRecord, now: float) -> DeploymentState:
+    """The state ``record`` is in at ``now``: an ended break reads ``half_open``, an ended
+    cooldown ``available``."""
+    if record.state is DeploymentState.CIRCUIT_OPEN and now >= record.until:
+        return DeploymentState.HALF_OPEN
+    if record.state is DeploymentState.RATE_LIMITED and now >= record.until:
+        return DeploymentState.AVAILABLE
+    return record.state
+
+
+def _lease_free(record: BreakerRecord, now: float) -> bool:
+    return record.probe_until is None or now >= record.probe_until
+
+
+def admits(record: BreakerRecord, now: float) -> bool:
+    """Would an attempt be admitted now without asking for an early probe."""
+    state = effective_state(record, now)
+    return state is DeploymentState.AVAILABLE or (
+        state is DeploymentState.HALF_OPEN and _lease_free(record, now)
+    )
+
+
+def may_probe_early(record: BreakerRecord, now: float) -> bool:
+    """May this deployment, still open or cooling down, be tried now as an early probe."""
+    return (
+        effective_state(record, now) in (DeploymentState.CIRCUIT_OPEN, DeploymentState.RATE_LIMITED)
+        and record.last_error not in HOLDS
+        and _lease_free(record, now)
+    )
+
+
+def wait_seconds(record: BreakerRecord, now: float) -> float | None:
+    """Seconds until the deployment admits an attempt again (0 if it does now; None if never)."""
+    state = effective_state(record, now)
+    if state is DeploymentState.NOT_CONFIGURED:
+        return None
+    if state in (DeploymentState.CIRCUIT_OPEN, DeploymentState.RATE_LIMITED):
+        return record.until - now
+    if state is DeploymentState.HALF_OPEN and record.probe_until is not None:
+        return max(0.0, record.probe_until - now)
+    return 0.0
+
+
+def _settle(record: BreakerRecord, now: float) -> BreakerRecord:
+    """Write down what time alone did: an ended cooldown is available again."""
+    if record.state is DeploymentState.RATE_LIMITED and now >= record.until:
+        return replace(record, state=DeploymentState.AVAILABLE, until=0.0, probe_until=None)
+    return record
+
+
+def admit(
+    record: BreakerRecord, now: float, policy: BreakerPolicy, *, early: bool = False
+) -> Admitted:
+    """Leave for one attempt at ``now``.
+
+    An available deployment admits freely. A half-open one admits one probe at a time: the attempt
+    takes the lease, which expires after ``policy.probe_lease_seconds`` so that a probe that never
+    reports cannot keep the circuit half-open. With ``early`` (SPEC rule 1, nothing else
+    available) a deployment still open or cooling down also admits a probe, unless it waits for
+    ``auth`` or ``quota``.
+    """
+    record = _settle(record, now)
+    state = effective_state(record, now)
+    if state is DeploymentState.AVAILABLE:
+        return Admitted(record, True)
+    if (state is DeploymentState.HALF_OPEN and _lease_free(record, now)) or (
+        early and may_probe_early(record, now)
+    ):
+        lease = now + policy.probe_lease_seconds
+        return Admitted(replace(record, probe_until=lease), True, lease)
+    return Admitted(record, False)
+
+
+def report(
+    record: BreakerRecord,
+    now: float,
+    policy: BreakerPolicy,
+    *,
+    error_class: ErrorClass | None = None,
+    retry_after: float | None = None,
+    cancelled: bool = False,
+    lease: float | None = None,
+) -> Reported:
+    """Feed one attempt's outcome: success (``error_class`` None), a failure, or ``cancelled``.
+
+    ``lease`` is the one :func:`admit` gave the attempt; the report decides the probe only while
+    that lease is still the record's (a late report after its lease expired and another probe took
+    the slot counts as an ordinary attempt). ``retry_after`` is the provider's Retry-After in
+    seconds from ``now`` (an HTTP date already turned into seconds; a past one counts as 0).
+    """
+    before = effective_state(record, now)
+    if record.state is DeploymentState.NOT_CONFIGURED:
+        return Reported(record, before, before)
+    record = _settle(record, now)
+    probe = lease is not None and record.probe_until == lease
+    if probe:
+        record = replace(record, probe_until=None)
+    if cancelled:
+        pass
+    elif error_class is None:
+        record = _succeed(record, probe)
+    else:
+        record = _fail(record, now, policy, error_class, retry_after, probe)
+    return Reported(record, before, effective_state(record, now))
+
+
+def _succeed(record: BreakerRecord, probe: bool) -> BreakerRecord:
+    if record.state is DeploymentState.RATE_LIMITED and not probe:
+        # A straggler that started before the 429 proves nothing about the provider's limit.
+        return replace(record, failures=0, break_seconds=0.0)
+    return BreakerRecord(last_error=record.last_error)
+
+
+def _fail(
+    record: BreakerRecord,
+    now: float,
+    policy: BreakerPolicy,
+    error_class: ErrorClass,
+    retry_after: float | None,
+    probe: bool,
+) -> BreakerRecord:
+    effect = EFFECTS[error_class]
+    if effect is Effect.NONE:
+        return record
+    if effect is Effect.COOLDOWN:
+        seconds = policy.rate_limit_cooldown if retry_after is None else max(0.0, retry_after)
+        return _cool(record, now, error_class, seconds, probe)
+    if effect is Effect.QUOTA:
+        return _cool(record, now, error_class, policy.recovery_seconds, probe)
+    record = replace(
+        record,
+        failures=record.failures + 1,
+        last_error=error_class if probe else _note(record, error_class),
+    )
+    if record.state is DeploymentState.CIRCUIT_OPEN:
+        # Only the probe decides an open circuit; stragglers' failures change no break.
+        return _open(record, now, policy, grow=True) if probe else record
+    if effect is Effect.OPEN or record.failures >= policy.failure_threshold:
+        return _open(record, now, policy, grow=False)
+    return record
+
+
+def _note(record: BreakerRecord, error_class: ErrorClass) -> ErrorClass:
+    """The ``last_error`` after a non-probe failure: a hold (auth, quota) is not overwritten by a
+    lesser class while the deployment still waits, so it can never be probed early by accident."""
+    if (
+        record.state is not DeploymentState.AVAILABLE
+        and record.last_error in HOLDS
+        and error_class not in HOLDS
+    ):
+        return record.last_error
+    return error_class
+
+
+def _open(record: BreakerRecord, now: float, policy: BreakerPolicy, *, grow: bool) -> BreakerRecord:
+    if record.break_seconds <= 0:
+        seconds = policy.recovery_seconds
+    elif grow:
+        seconds = min(record.break_seconds * 2, policy.max_recovery_seconds)
+    else:
+        seconds = record.break_seconds
+    until = now + seconds
+    if record.state is DeploymentState.RATE_LIMITED:
+        until = max(until, record.until)  # the provider's Retry-After still stands
+    return replace(record, state=DeploymentState.CIRCUIT_OPEN, until=until, break_seconds=seconds)
+
+
+def _cool(
+    record: BreakerRecord, now: float, error_class: ErrorClass, seconds: float, probe: bool
+) -> BreakerRecord:
+    if record.state is DeploymentState.CIRCUIT_OPEN and not probe:
+        if error_class in HOLDS:
+            return replace(record, until=max(record.until, now + seconds), last_error=error_class)
+        return record  # the open circuit already keeps traffic off
+    until = now + seconds
+    if record.state is DeploymentState.RATE_LIMITED and not probe:
+        until = max(until, record.until)
+    return replace(
+        record,
+        state=DeploymentState.RATE_LIMITED,
+        until=until,
+        last_error=error_class if probe else _note(record, error_class),
+    )
+
+
+def plan(
+    records: Sequence[tuple[str, BreakerRecord]], now: float, *, early_probe: bool = True
+) -> Plan:
+    """The targets that admit an attempt now, in order; else SPEC rule 1's probe and wait.
+
+    When none admits, ``probe`` is the deployment whose break or cooldown ends soonest among those
+    that may be probed early (first in route order on a tie), and ``retry_after`` the seconds until
+    the soonest deployment admits again (``None`` when none ever will: all not configured).
+    """
+    unique = list(dict(records).items())  # a target named twice is planned once
+    available = tuple(name for name, record in unique if admits(record, now))
+    if available:
+        return Plan(available)
+    waits = [w for _, record in unique if (w := wait_seconds(record, now)) is not None]
+    probe = None
+    if early_probe:
+        candidates = [
+            (record.until, name) for name, record in unique if may_probe_early(record, now)
+        ]
+        if candidates:
+            probe = min(candidates, key=lambda candidate: candidate[0])[1]
+    return Plan((), probe=probe, retry_after=min(waits) if waits else None)
