@@ -76,8 +76,10 @@ async def test_hedge_wins_and_loser_finishes_in_background(
             await asyncio.sleep(0.05)
     assert _outcomes(result.attempts) == [("main", "lost_completed"), ("fallback", "success")]
     assert result.attempts[1].hedge
-    end = result.attempts[0].end
-    assert end is not None and end > result.attempts[1].end  # type: ignore[operator]
+    main_end, fallback_end = result.attempts[0].end, result.attempts[1].end
+    assert main_end is not None
+    assert fallback_end is not None
+    assert main_end > fallback_end
 
 
 async def test_failure_moves_on_at_once(mocks: tuple[MockUpstream, MockUpstream]) -> None:
@@ -107,7 +109,9 @@ async def test_both_hang_gives_default_at_deadline(
         result = await gw.chat("intent", MESSAGES)
         elapsed = time.perf_counter() - started
     assert 0.55 <= elapsed < 2.0
-    assert result.degraded and result.text == "INTENT_FALLBACK" and result.deployment is None
+    assert result.degraded
+    assert result.text == "INTENT_FALLBACK"
+    assert result.deployment is None
     assert _outcomes(result.attempts) == [("main", "cancelled"), ("fallback", "cancelled")]
     for _ in range(100):  # the mocks see the connections close
         if main.stats.client_disconnects and fallback.stats.client_disconnects:
@@ -168,10 +172,14 @@ async def test_stream_cut_after_commit_raises(
     main, fallback = mocks
     main.set_profile("stream-cut")
     received: list[dict[str, Any]] = []
+
+    async def read(gw: Gateway) -> None:
+        async for chunk in gw.stream("intent", MESSAGES):
+            received.append(chunk)
+
     async with Gateway.from_dict(_config(main, fallback)) as gw:
         with pytest.raises(UpstreamError):
-            async for chunk in gw.stream("intent", MESSAGES):
-                received.append(chunk)
+            await read(gw)
     assert received  # it had committed: content reached the caller before the cut
     assert fallback.stats.requests == 0
 
