@@ -29,6 +29,54 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--list-profiles", action="store_true", help="print the profiles and exit")
 
     commands.add_parser("demo", help="show failover at work on mock providers (no key, no network)")
+
+    serve = commands.add_parser("serve", help="run the OpenAI-compatible HTTP gateway")
+    serve.add_argument(
+        "--config",
+        default=None,
+        metavar="PATH",
+        help="config file (default: ./failover.yaml if present, else the environment and .env)",
+    )
+    serve.add_argument("--host", default=None, help="listen address (default: server.host)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: server.port)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes; above 1 needs state.backend: redis"
+    )
+
+    check = commands.add_parser(
+        "check", help="probe every deployment, print a table; non-zero when a route is unreachable"
+    )
+    check.add_argument(
+        "--config",
+        default=None,
+        metavar="PATH",
+        help="config file (default: ./failover.yaml if present, else the environment and .env)",
+    )
+
+    status = commands.add_parser("status", help="print the live status table of a running gateway")
+    status.add_argument(
+        "--url", default="http://127.0.0.1:4000", help="the gateway (default: %(default)s)"
+    )
+    status.add_argument("--key", default=None, help="the gateway's client key, when it has auth")
+
+    stats = commands.add_parser(
+        "stats", help="report from the request log per route and deployment over a time window"
+    )
+    stats.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="sqlite:///PATH or postgresql://... (default: store.url of the config)",
+    )
+    stats.add_argument(
+        "--since", default="1h", help="the window: 30m, 1h, 7d, ... (default: %(default)s)"
+    )
+    stats.add_argument(
+        "--config",
+        default=None,
+        metavar="PATH",
+        help="config file whose store.url to read (default: ./failover.yaml if present)",
+    )
     return parser
 
 
@@ -49,6 +97,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from failover import demo
 
         return demo.main()
+    if args.command == "serve":
+        from failover.server import serve_command
+
+        return serve_command(args.config, host=args.host, port=args.port, workers=args.workers)
+    if args.command == "check":
+        from failover.check import check_command
+
+        return check_command(args.config)
+    if args.command == "status":
+        from failover.check import status_command
+
+        return status_command(args.url, key=args.key)
+    if args.command == "stats":
+        from failover.observe.stats import run_stats
+
+        return run_stats(store=args.store, since=args.since, config=args.config)
     raise AssertionError(f"unhandled command {args.command!r}")
 
 

@@ -19,7 +19,7 @@ from failover.config import DeploymentConfig, RouteConfig
 from failover.engine import Engine, Event, EventKind
 from failover.errors import ErrorClass, UpstreamError, UpstreamStatusError
 from failover.health.base import Admission, Plan, Report
-from failover.types import ChatRequest, ChatResult, Completion, StreamChunk
+from failover.types import AttemptRecord, ChatRequest, ChatResult, Completion, StreamChunk
 
 REQUEST = ChatRequest(messages=[{"role": "user", "content": "hi"}])
 DEFAULT = "INTENT_FALLBACK"
@@ -346,6 +346,7 @@ class Played:
     left_after_close: int
     observer: RecordingObserver
     health: RecordingHealth
+    attempts: list[AttemptRecord]
 
 
 def play(
@@ -374,12 +375,16 @@ def play(
         except (asyncio.CancelledError, Exception) as exc:
             error = exc
         answered_at = loop.time()
-        started = [e.attempt for e in observer.events if e.kind is EventKind.ATTEMPT_STARTED]
-        at_answer = records(a for a in started if a is not None)
+        started = [
+            e.attempt
+            for e in observer.events
+            if e.kind is EventKind.ATTEMPT_STARTED and e.attempt is not None
+        ]
+        at_answer = records(started)
         background = len(engine.background)
         only_losers_left = pending_tasks() == set(engine.background.tasks())
         await asyncio.sleep(settle)
-        final = records(a for a in started if a is not None)
+        final = records(started)
         await engine.aclose()
         return Played(
             result=result,
@@ -392,6 +397,7 @@ def play(
             left_after_close=len(pending_tasks()),
             observer=observer,
             health=used_health,
+            attempts=started,
         )
 
     return run_virtual(scenario())

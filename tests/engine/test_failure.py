@@ -15,8 +15,16 @@ from failover.errors import (
 )
 
 
-def err(error_class: ErrorClass, *, status: int | None = None, **kw: object) -> UpstreamError:
-    return UpstreamStatusError("x", error_class=error_class, status=status, **kw)  # type: ignore[arg-type]
+def err(
+    error_class: ErrorClass,
+    *,
+    status: int | None = None,
+    retry_after: float | None = None,
+    code: str | None = None,
+) -> UpstreamError:
+    return UpstreamStatusError(
+        "x", error_class=error_class, status=status, retry_after=retry_after, code=code
+    )
 
 
 def test_deadline_passed_is_504() -> None:

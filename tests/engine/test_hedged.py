@@ -214,6 +214,26 @@ def test_bad_request_is_answered_when_nothing_else_succeeds_never_the_default() 
     assert played.final == [("a", 0.0, 3.0, "cancelled"), ("b", 1.0, 1.0, "bad_request")]
 
 
+def test_a_bad_request_drops_a_pending_retry_without_spinning() -> None:
+    """Rule 9 with a retry already due and an attempt still running: no retry, no busy loop."""
+    a = FakeProvider("a", [fail(1.0, ErrorClass.BAD_REQUEST)])
+    b = FakeProvider("b", [fail(0.1), ok(0.1)], max_retries=1)
+    c = FakeProvider("c", [hang()])
+    played = play(
+        [a, b, c],
+        route(["a", "b", "c"], hedge_after=0.5, deadline=3.0, retry={"backoff": 1.0}),
+    )
+    assert isinstance(played.error, UpstreamError)
+    assert played.error.error_class is ErrorClass.BAD_REQUEST
+    assert played.answered_at == pytest.approx(3.0)
+    assert len(b.calls) == 1
+    assert played.final == [
+        ("a", 0.0, 1.0, "bad_request"),
+        ("b", 0.5, 0.6, "server_error"),
+        ("c", 0.6, 3.0, "cancelled"),
+    ]
+
+
 def test_a_bad_request_from_the_first_target_is_no_translation_gap() -> None:
     """Rule 9: a 400 from the route's first target raises no bad_request_translation."""
     a = FakeProvider("a", [fail(0.0, ErrorClass.BAD_REQUEST)])
@@ -303,7 +323,7 @@ def test_everything_fails_without_a_default_raises_with_each_error() -> None:
     b = FakeProvider("b", [fail(0.5, ErrorClass.RATE_LIMIT, retry_after=7.0)])
     played = play([a, b], route(["a", "b"], hedge_after=1.0))
     assert isinstance(played.error, AllTargetsFailed)
-    assert [e.deployment for e in played.error.errors] == ["b", "a"]  # type: ignore[union-attr]
+    assert [getattr(e, "deployment", None) for e in played.error.errors] == ["b", "a"]
     assert played.answered_at == pytest.approx(2.0)
 
 

@@ -11,12 +11,14 @@ jitter, a tight or loose retry budget. Whatever the script:
 - with no success the answer is the first 400, else the default, else AllTargetsFailed, and it
   comes as soon as nothing is left to wait for;
 - no task is left pending after the request but kept losers, and none after ``aclose()``;
+- a caller that cancels gets CancelledError at once, every attempt then running cancelled;
 - attempts never exceed targets x (1 + max_retries); every attempt ends and is reported to
   health exactly once, cancelled ones as cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -77,6 +79,10 @@ def scenarios(draw: st.DrawFn) -> tuple[list[FakeProvider], dict[str, Any], int]
     return fakes, options, draw(st.integers(0, 2**16))
 
 
+# A third of the requests are cancelled by their caller at some point (maybe after the answer).
+cancel_times = st.one_of(st.none(), st.none(), st.integers(0, 24).map(lambda n: n / 4))
+
+
 def health_view(outcome: str, error_class: str | None) -> str:
     """What health must have been told for a record with this outcome."""
     if outcome == AttemptOutcome.CANCELLED:
@@ -88,6 +94,9 @@ def health_view(outcome: str, error_class: str | None) -> str:
 
 
 def check(played: Played, fakes: list[FakeProvider], options: dict[str, Any]) -> None:
+    if isinstance(played.error, asyncio.CancelledError):
+        check_cancelled(played)
+        return
     deadline = options["deadline"]
     calls = [(fake.name, call) for fake in fakes for call in fake.calls]
     successes = sorted(
@@ -136,19 +145,39 @@ def check(played: Played, fakes: list[FakeProvider], options: dict[str, Any]) ->
     for fake in fakes:
         assert len(fake.calls) <= 1 + fake.max_retries
     assert all(end is not None for _, _, end, _ in played.final)
-    attempts = played.result.attempts if played.result is not None else None
-    if attempts is not None:
-        expected = Counter((a.deployment, health_view(a.outcome, a.error_class)) for a in attempts)
-        told = Counter(
-            (
-                name,
-                "cancelled"
-                if report.cancelled
-                else (report.error_class.value if report.error_class else "success"),
-            )
-            for name, report in played.health.reports
+    check_health(played)
+
+
+def check_health(played: Played) -> None:
+    """Each attempt was reported once, with its upstream outcome or as cancelled."""
+    expected = Counter(
+        (a.deployment, health_view(a.outcome, a.error_class)) for a in played.attempts
+    )
+    told = Counter(
+        (
+            name,
+            "cancelled"
+            if report.cancelled
+            else (report.error_class.value if report.error_class else "success"),
         )
-        assert told == expected
+        for name, report in played.health.reports
+    )
+    assert told == expected
+
+
+def check_cancelled(played: Played) -> None:
+    """Rule 6: everything running was cancelled at once, and nothing is left behind."""
+    assert played.only_losers_left
+    assert played.background_at_answer == 0
+    assert played.left_after_close == 0
+    for _, _, end, outcome in played.at_answer:
+        assert end is not None
+        assert end <= played.answered_at + EPSILON
+        # An upstream may have answered at the very instant of the cancellation: a tie.
+        assert outcome != AttemptOutcome.SUCCESS or abs(end - played.answered_at) < EPSILON
+    running_then = [r for r in played.at_answer if r[3] == AttemptOutcome.CANCELLED]
+    assert all(abs((r[2] or 0.0) - played.answered_at) < EPSILON for r in running_then)
+    check_health(played)
 
 
 @settings(
@@ -157,11 +186,13 @@ def check(played: Played, fakes: list[FakeProvider], options: dict[str, Any]) ->
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(scenarios())
+@given(scenarios(), cancel_times)
 def test_any_fault_script_keeps_the_rules(
     scenario: tuple[list[FakeProvider], dict[str, Any], int],
+    cancel_at: float | None,
 ) -> None:
     """Deadline, first success wins, answer kinds, no task left, bounded and reported attempts."""
     fakes, options, seed = scenario
-    played = play(fakes, route([f.name for f in fakes], **options), seed=seed, settle=10.0)
+    config = route([f.name for f in fakes], **options)
+    played = play(fakes, config, seed=seed, settle=10.0, cancel_at=cancel_at)
     check(played, fakes, options)

@@ -8,7 +8,7 @@ import pytest
 
 from failover.clock import run_virtual
 from failover.engine import failure_status
-from failover.errors import AllTargetsFailed, ErrorClass
+from failover.errors import AllTargetsFailed, ErrorClass, UpstreamError
 
 from .fakes import (
     REQUEST,
@@ -58,7 +58,9 @@ def test_both_fail_raises_all_targets_failed_with_each_error() -> None:
     played = play([primary, fallback], route(["primary", "fallback"]))
     error = played.error
     assert isinstance(error, AllTargetsFailed)
-    assert [(e.deployment, e.error_class) for e in error.errors] == [  # type: ignore[union-attr]
+    assert [
+        (e.deployment, e.error_class) for e in error.errors if isinstance(e, UpstreamError)
+    ] == [
         ("primary", ErrorClass.SERVER_ERROR),
         ("fallback", ErrorClass.CONNECTION),
     ]
@@ -228,3 +230,13 @@ def test_health_is_told_each_outcome_once() -> None:
     play([flaky], route(["flaky"], retry=NO_JITTER), health=health)
     assert health.reported("flaky") == ["server_error", "success"]
     assert health.admits == [("flaky", False), ("flaky", False)]
+
+
+def test_a_timeout_ending_with_the_deadline_is_the_deadline() -> None:
+    """When the attempt's timeout and the deadline coincide, the deadline wins: no health."""
+    slow = FakeProvider("slow", [ok(10.0)], timeout=4.0)
+    played = play([slow], route(["slow"], deadline=4.0))
+    assert isinstance(played.error, AllTargetsFailed)
+    assert played.error.deadline_passed
+    assert played.final == [("slow", 0.0, 4.0, "cancelled")]
+    assert played.health.reported("slow") == ["cancelled"]

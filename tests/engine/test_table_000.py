@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
-from failover.errors import ErrorClass
+from failover.errors import AllTargetsFailed, ErrorClass
+from failover.health.base import Plan
 
 from .fakes import (
     DEFAULT,
@@ -30,14 +32,20 @@ from .fakes import (
 )
 
 SERVER_ERROR = ErrorClass.SERVER_ERROR.value
-ROUTE_000 = dict(hedge_after=1.5, deadline=5.5, finish_losers=4.0, default_response=DEFAULT)
+ROUTE_000: dict[str, Any] = {
+    "hedge_after": 1.5,
+    "deadline": 5.5,
+    "finish_losers": 4.0,
+    "default_response": DEFAULT,
+}
 
 
-def table(main: Sequence[Step], fallback: Sequence[Step] | None = None, **kw: object) -> Played:
+def table(main: Sequence[Step], fallback: Sequence[Step] | None = None, **kw: Any) -> Played:
+    """Play the route of the table over main (and fallback when given)."""
     providers = [FakeProvider("main", main)]
     if fallback is not None:
         providers.append(FakeProvider("fallback", fallback))
-    return play(providers, route([p.name for p in providers], **ROUTE_000), **kw)  # type: ignore[arg-type]
+    return play(providers, route([p.name for p in providers], **ROUTE_000), **kw)
 
 
 def answered(played: Played) -> tuple[str | None, str, float]:
@@ -182,7 +190,10 @@ def test_7_3_both_fail_at_once() -> None:
     ]
     assert played.observer.kinds() == ["all_failed", "default_served"]
     all_failed = played.observer.events[-2].error
-    assert [e.error_class for e in all_failed.errors] == [ErrorClass.SERVER_ERROR] * 2  # type: ignore[union-attr]
+    assert isinstance(all_failed, AllTargetsFailed)
+    assert [getattr(e, "error_class", None) for e in all_failed.errors] == [
+        ErrorClass.SERVER_ERROR
+    ] * 2
     clean(played)
 
 
@@ -209,7 +220,7 @@ def test_8_1_the_caller_cancels_while_both_run() -> None:
 
 
 class _BrokenHealth(StateHealth):
-    async def plan(self, targets: Sequence[str], *, early_probe: bool = True) -> object:  # type: ignore[override]
+    async def plan(self, targets: Sequence[str], *, early_probe: bool = True) -> Plan:
         raise RuntimeError("a bug inside failover")
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from failover.engine.events import EventKind
 from failover.engine.route import Target
-from failover.errors import UpstreamError, UpstreamTimeout
+from failover.errors import DeadlineExceeded, UpstreamError, UpstreamTimeout
 from failover.health.base import Admission, Report
 from failover.providers.base import ChatProvider
 from failover.types import AttemptOutcome, AttemptRecord, ChatRequest, Completion
@@ -103,23 +103,33 @@ class Attempt(Generic[T]):
     def running(self) -> bool:
         return self.record.end is None
 
-    async def execute(self, work: Work[T]) -> T:
+    async def execute(self, work: Work[T], *, deadline_at: float | None = None) -> T:
         """Make the call; its value, or the :class:`~failover.errors.UpstreamError` it failed with.
+
+        The call is bounded by the deployment's ``timeout`` (a failure of class ``timeout``) and,
+        when ``deadline_at`` is given, by that loop time: reaching it first ends the attempt as
+        cancelled and raises :class:`~failover.errors.DeadlineExceeded`. One timer serves both
+        (the earlier of the two; the deadline when they coincide).
 
         A value is returned even when another attempt had already won (``won`` is then false and
         the value has been discarded).
         """
-        own_timeout = asyncio.timeout(self.target.timeout)
+        limit = self.started + self.target.timeout
+        deadline_first = deadline_at is not None and deadline_at <= limit
+        timer = asyncio.timeout_at(limit if deadline_at is None else min(limit, deadline_at))
         try:
-            async with own_timeout:
+            async with timer:
                 value = await work.open(self.target.provider, self.run.request)
         except UpstreamError as error:
             await self._failed(error)
             raise
         except TimeoutError:
-            if not own_timeout.expired():  # not ours: a bug below us
+            if not timer.expired():  # not ours: a bug below us
                 await self._abandoned()
                 raise
+            if deadline_first:
+                await self._abandoned()
+                raise DeadlineExceeded(self.run.route.name, self.run.route.deadline) from None
             timeout = UpstreamTimeout(
                 f"no answer within the deployment's timeout of {self.target.timeout:g}s",
                 deployment=self.target.name,

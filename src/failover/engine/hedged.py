@@ -62,6 +62,8 @@ class _Lane:
 
 
 class _Race(Generic[T]):
+    """One hedged request: its attempts' tasks, the next target, the hedge and retry times."""
+
     def __init__(self, run: RequestRun, targets: Sequence[Target], work: Work[T]) -> None:
         self.run = run
         self.targets = targets
@@ -77,6 +79,15 @@ class _Race(Generic[T]):
     @property
     def all_started(self) -> bool:
         return self.next >= len(self.targets)
+
+    @property
+    def retries_may_start(self) -> bool:
+        """Rule 3: retries wait until every target has started; rule 9: a 400 stops them.
+
+        The one test for retries everywhere: a retry time the loop wakes up for must be one it
+        can act on, or it would wake at that same moment again and again.
+        """
+        return self.all_started and self.run.bad_request is None
 
     async def decide(self) -> Attempt[T] | None:
         """Run the race until an attempt wins (returned) or none can (None)."""
@@ -203,7 +214,7 @@ class _Race(Generic[T]):
 
     async def _start_due_retries(self, now: float) -> None:
         run = self.run
-        if not self.all_started or run.bad_request is not None:
+        if not self.retries_may_start:
             return
         for target in self.targets:
             lane = self.lanes[target.name]
@@ -246,7 +257,7 @@ class _Race(Generic[T]):
             self.hedge_at = None
 
     def _retry_pending(self) -> bool:
-        return self.run.bad_request is None and any(
+        return self.retries_may_start and any(
             lane.ready_at is not None for lane in self.lanes.values()
         )
 
@@ -256,7 +267,7 @@ class _Race(Generic[T]):
             moments.append(self.hedge_at)
         if self.primary_late_at is not None:
             moments.append(self.primary_late_at)
-        if self.all_started:
+        if self.retries_may_start:
             moments.extend(
                 lane.ready_at for lane in self.lanes.values() if lane.ready_at is not None
             )

@@ -3,14 +3,15 @@
 Each target in turn: its attempt runs; a failure is retried on the same deployment while its class
 allows, ``max_retries`` is not used up, the retry budget allows, and the backoff wait ends before
 the deadline; otherwise the next target runs at once. A ``bad_request`` ends the request (rule 9).
-The deadline bounds it all (rule 5).
+The deadline bounds it all (rule 5): each attempt's timer ends at the deadline if that comes
+before its own timeout, and no wait ends past it.
 
-Only one attempt ever runs, so it runs inline on the request's own task: no task is created.
+Only one attempt ever runs, so it runs inline on the request's own task: no task is created, and
+one timer per attempt serves both its timeout and the deadline.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -18,7 +19,7 @@ from failover.engine.attempt import Attempt, Work
 from failover.engine.retrying import retry_wait
 from failover.engine.route import Target
 from failover.engine.run import RequestRun
-from failover.errors import ErrorClass, UpstreamError
+from failover.errors import DeadlineExceeded, ErrorClass, UpstreamError
 
 __all__ = ["run_sequential"]
 
@@ -29,28 +30,22 @@ async def run_sequential(
     run: RequestRun, targets: Sequence[Target], work: Work[T]
 ) -> Attempt[T] | None:
     """The winning attempt, or None (``run`` then says why: errors, deadline, bad request)."""
-    deadline = asyncio.timeout_at(run.deadline_at)
-    try:
-        async with deadline:
-            return await _walk(run, targets, work)
-    except TimeoutError:
-        if not deadline.expired():
-            raise
-        run.deadline_passed = True
-        return None
-
-
-async def _walk(run: RequestRun, targets: Sequence[Target], work: Work[T]) -> Attempt[T] | None:
     retry_config = run.route.config.retry
     last = len(targets) - 1
     for index, target in enumerate(targets):
         retries = 0
         while True:
+            if run.clock.now() >= run.deadline_at:
+                run.deadline_passed = True
+                return None
             attempt: Attempt[T] | None = await run.admit(target, retry=retries, hedge=False)
             if attempt is None:
                 break  # health no longer admits it: the next target
             try:
-                await attempt.execute(work)
+                await attempt.execute(work, deadline_at=run.deadline_at)
+            except DeadlineExceeded:
+                run.deadline_passed = True
+                return None
             except UpstreamError as error:
                 if error.error_class is ErrorClass.BAD_REQUEST:
                     run.note_bad_request(error, target)
@@ -68,7 +63,7 @@ async def _walk(run: RequestRun, targets: Sequence[Target], work: Work[T]) -> At
                 )
                 if wait is None or not run.route.budget.allows_extra(now):
                     break
-                await run.clock.sleep(wait)
+                await run.clock.sleep(wait)  # it ends before the deadline: retry_wait saw to it
                 retries += 1
                 continue
             return attempt

@@ -1,0 +1,200 @@
+"""The SQLite request log: stdlib ``sqlite3`` on one thread of its own, never on the event loop.
+
+Every call goes to a single dedicated thread that owns the connection (``sqlite3`` connections
+belong to the thread that made them), so the event loop only awaits a future. The database runs
+in WAL mode with a busy timeout: ``failover stats`` can read it while a gateway writes, and
+several worker processes can share one file.
+
+>>> SQLiteStore("failover.db")
+<SQLiteStore 'failover.db'>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from failover.observe.records import RequestRow, Row
+from failover.observe.schema import (
+    ATTEMPT_COLUMNS,
+    MIGRATIONS,
+    REQUEST_COLUMNS,
+    attempt_upsert,
+    request_insert,
+)
+from failover.observe.store import (
+    StoreRejected,
+    StoreUnavailable,
+    Window,
+    attempt_from_values,
+    attempt_values,
+    request_values,
+    row_from_values,
+    split,
+)
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+_BUSY_TIMEOUT_MS = 5000
+
+
+class SQLiteStore:
+    """A request log in the SQLite file ``path`` (``:memory:`` for a private, transient one)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None  # touched only on the thread
+        self._migrated = False
+
+    async def migrate(self) -> None:
+        await self._call(self._migrate)
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        await self._call(lambda: self._write(rows))
+
+    async def get(self, request_id: str) -> RequestRow | None:
+        return await self._call(lambda: self._get(request_id))
+
+    async def window(self, since: float) -> Window:
+        return await self._call(lambda: self._window(since))
+
+    async def aclose(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._close)
+        finally:
+            executor.shutdown(wait=False)
+
+    # -- on the event loop: hand the work to the thread -------------------------------------
+
+    async def _call(self, work: Callable[[], T]) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="failover-sqlite")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: self._translated(work))
+
+    # -- on the store's thread ----------------------------------------------------------------
+
+    def _translated(self, work: Callable[[], T]) -> T:
+        try:
+            return work()
+        except sqlite3.OperationalError as exc:
+            # Locked, busy, unreadable, disk full: the database may come back.
+            raise StoreUnavailable(f"sqlite store {self.path!r}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise StoreRejected(f"sqlite store {self.path!r}: {exc}") from None
+        except OSError as exc:  # its directory could not be made
+            raise StoreUnavailable(f"sqlite store {self.path!r}: {exc.strerror}") from None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(
+                self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+            connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            if self.path != ":memory:":
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA synchronous = NORMAL")
+            self._connection = connection
+        return self._connection
+
+    def _migrate(self) -> None:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then skip
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            done = {row[0] for row in db.execute("SELECT version FROM schema_version")}
+            for migration in MIGRATIONS:
+                if migration.version in done:
+                    continue
+                for statement in migration.sqlite:
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (migration.version, time.time()),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+        self._migrated = True
+
+    def _write(self, rows: Sequence[Row]) -> None:
+        if not self._migrated:
+            self._migrate()
+        requests, attempts = split(rows)
+        db = self._db()
+        db.execute("BEGIN")
+        try:
+            db.executemany(request_insert("qmark"), [request_values(r) for r in requests])
+            db.executemany(attempt_upsert("qmark"), [attempt_values(a) for a in attempts])
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+
+    def _get(self, request_id: str) -> RequestRow | None:
+        if not self._migrated:
+            self._migrate()
+        db = self._db()
+        found = db.execute(
+            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE request_id = ?",
+            (request_id,),
+        ).fetchone()
+        if found is None:
+            return None
+        attempts = db.execute(
+            f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM attempts WHERE request_id = ? ORDER BY seq",
+            (request_id,),
+        ).fetchall()
+        return row_from_values(found).with_attempts([attempt_from_values(a) for a in attempts])
+
+    def _window(self, since: float) -> Window:
+        if not self._migrated:
+            self._migrate()
+        db = self._db()
+        requests = db.execute(
+            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE started_at >= ? "
+            "ORDER BY started_at",
+            (since,),
+        ).fetchall()
+        columns = ", ".join(f"a.{c}" for c in ATTEMPT_COLUMNS)
+        attempts = db.execute(
+            f"SELECT {columns} FROM attempts a JOIN requests r ON r.request_id = a.request_id "
+            "WHERE r.started_at >= ? ORDER BY a.request_id, a.seq",
+            (since,),
+        ).fetchall()
+        return Window(
+            tuple(row_from_values(r) for r in requests),
+            tuple(attempt_from_values(a) for a in attempts),
+        )
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path!r}>"
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    # The error that got us here is the one worth raising, not a failed rollback.
+    with contextlib.suppress(sqlite3.Error):
+        db.execute("ROLLBACK")
