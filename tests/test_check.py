@@ -104,7 +104,8 @@ def _data(mocks: Mocks, *, closed_port: int | None = None) -> dict[str, Any]:
 
 
 def _config(data: dict[str, Any]) -> Config:
-    return config_from_dict(data, env={})
+    # No request log: these gateways only probe, and must leave no file behind.
+    return config_from_dict({"store": {"url": "none"}, **data}, env={})
 
 
 def _render(rows: list[CheckRow]) -> str:

@@ -31,6 +31,7 @@ async def mocks() -> AsyncIterator[tuple[MockUpstream, MockUpstream]]:
 def _config(main: MockUpstream, fallback: MockUpstream, **route: Any) -> dict[str, Any]:
     deployment = {"provider": "openai-compatible", "api_key": "sk-test-123", "max_retries": 0}
     return {
+        "store": {"url": "none"},
         "health": {"check_on_startup": False},
         "deployments": {
             "main": {**deployment, "model": "m", "api_base": main.url, "timeout": 5},
@@ -236,6 +237,7 @@ def test_chat_sync() -> None:
     mock = runner.run(start())
     try:
         config = {
+            "store": {"url": "none"},
             "deployments": {
                 "solo": {
                     "provider": "openai-compatible",
@@ -275,3 +277,30 @@ async def test_two_gateways_share_health_through_redis(
     assert _outcomes(first.attempts) == [("main", "auth"), ("fallback", "success")]
     assert _outcomes(second.attempts) == [("fallback", "success")]
     assert main.stats.requests == 1
+
+
+async def test_requests_are_recorded(
+    mocks: tuple[MockUpstream, MockUpstream], tmp_path: Any
+) -> None:
+    """Every chat and stream through the gateway lands in its request log, attempts included."""
+    main, fallback = mocks
+    main.set_profile("down")
+    config = _config(main, fallback)
+    config["store"] = {"url": f"sqlite:///{tmp_path / 'log.db'}"}
+    async with Gateway.from_dict(config) as gw:
+        result = await gw.chat("intent", MESSAGES)
+        chunks = [chunk async for chunk in gw.stream("intent", MESSAGES, request_id="req_s")]
+        assert chunks
+        chat_record = await gw.observability.get_record(result.request_id)
+        stream_record = await gw.observability.get_record("req_s")
+    assert chat_record is not None
+    assert stream_record is not None
+    for record in (chat_record, stream_record):
+        assert record["route"] == "intent"
+        assert record["deployment"] == "fallback"
+        assert [(a["deployment"], a["outcome"]) for a in record["attempts"]] == [
+            ("main", "server_error"),
+            ("fallback", "success"),
+        ]
+    assert stream_record["stream"] is True
+    assert chat_record["completion_tokens"] > 0

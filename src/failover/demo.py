@@ -79,7 +79,6 @@ class _Counting:
 
 def _config(urls: dict[str, str]) -> dict[str, Any]:
     return {
-        "store": {"url": "none"},
         "health": {
             "failure_threshold": 3,
             "recovery_seconds": 2,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import AsyncIterator, Iterable, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,13 +26,15 @@ from failover.config import (
     load_config,
 )
 from failover.engine.engine import Engine
-from failover.engine.events import Observer
+from failover.engine.events import Event, Observer
 from failover.errors import UnknownModel
 from failover.health.base import Health
+from failover.health.breaker import Transition
 from failover.health.memory import MemoryHealth
+from failover.observe import Observability
 from failover.providers import build_provider
 from failover.providers.http import HttpClient
-from failover.types import ChatRequest, ChatResult, StreamChunk
+from failover.types import ChatRequest, ChatResult, StreamChunk, Usage
 
 __all__ = ["Gateway"]
 
@@ -50,8 +53,11 @@ class Gateway:
     ...         print(result.text, result.deployment, result.degraded)
 
     ``model`` in :meth:`chat` and :meth:`stream` names a route, or a deployment directly (a route
-    of that one deployment with the default policy). ``health``, ``clock``, ``rng`` and
-    ``observer`` are for tests and embedding; the defaults are what production uses.
+    of that one deployment with the default policy). Every request is recorded, metered, traced
+    and alerted on by :attr:`observability` as the config's ``store``, ``telemetry`` and ``alerts``
+    say. ``health``, ``clock``, ``rng``, ``observer`` (an extra engine observer) and
+    ``observability`` (one the caller starts and closes) are for tests and embedding; the
+    defaults are what production uses.
     """
 
     def __init__(
@@ -62,6 +68,7 @@ class Gateway:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         observer: Observer | None = None,
+        observability: Observability | None = None,
     ) -> None:
         self.config = config
         self._clock: Clock = clock if clock is not None else LoopClock()
@@ -70,19 +77,38 @@ class Gateway:
             name: build_provider(deployment, self._http)
             for name, deployment in config.deployments.items()
         }
-        self.health: Health = health if health is not None else _health(config, self._clock)
+        # An Observability passed in belongs to the caller, who starts and closes it.
+        self._owns_observability = observability is None
+        self.observability = (
+            observability
+            if observability is not None
+            else Observability.from_config(config, clock=self._clock)
+        )
+        self.health: Health = (
+            health
+            if health is not None
+            else _health(config, self._clock, self.observability.on_transition)
+        )
+        snapshot = getattr(self.health, "snapshot", None)
+        if snapshot is not None:
+            self.observability.watch_health(snapshot)
         self.engine = Engine(
             self.providers,
             config.deployments,
             self.health,
             clock=self._clock,
             rng=rng,
-            observer=observer,
+            observer=(
+                self.observability
+                if observer is None
+                else _BothObservers(self.observability, observer)
+            ),
         )
         self.routes: dict[str, RouteConfig] = _routes(config)
         for route in self.routes.values():
             self.engine.prepare(route)
         self._runner: asyncio.Runner | None = None
+        self._started = False
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Gateway:
@@ -124,7 +150,17 @@ class Gateway:
         """
         route = self.route(model)
         request = ChatRequest(messages=[dict(m) for m in messages], params=params)
-        return await self.engine.chat(route, request, request_id=request_id or new_request_id())
+        if not self._started:
+            await self.start()
+        request_id = request_id or new_request_id()
+        started_wall, started = time.time(), self._clock.now()
+        try:
+            result = await self.engine.chat(route, request, request_id=request_id)
+        except BaseException as error:
+            self._finished(request_id, route, started_wall, started, None, error, request)
+            raise
+        self._finished(request_id, route, started_wall, started, result, None, request)
+        return result
 
     async def stream(
         self,
@@ -141,12 +177,36 @@ class Gateway:
         """
         route = self.route(model)
         request = ChatRequest(messages=[dict(m) for m in messages], params=params)
-        opened = await self.engine.open_stream(
-            route, request, request_id=request_id or new_request_id()
+        if not self._started:
+            await self.start()
+        request_id = request_id or new_request_id()
+        started_wall, started = time.time(), self._clock.now()
+        try:
+            opened = await self.engine.open_stream(route, request, request_id=request_id)
+        except BaseException as error:
+            self._finished(request_id, route, started_wall, started, None, error, request, True)
+            raise
+        usage: Usage | None = None
+        try:
+            async with opened:
+                async for chunk in opened:
+                    if chunk.get("usage"):
+                        usage = Usage.from_openai(chunk["usage"])
+                    yield chunk
+        except BaseException as error:
+            # A consumer that stops reading (GeneratorExit) left, like a cancelled caller.
+            ended = asyncio.CancelledError() if isinstance(error, GeneratorExit) else error
+            self._finished(request_id, route, started_wall, started, None, ended, request, True)
+            raise
+        result = ChatResult(
+            completion={},
+            deployment=opened.deployment,
+            degraded=opened.degraded,
+            usage=usage or Usage(),
+            attempts=opened.attempts,
+            request_id=request_id,
         )
-        async with opened:
-            async for chunk in opened:
-                yield chunk
+        self._finished(request_id, route, started_wall, started, result, None, request, True)
 
     def chat_sync(
         self, model: str, messages: Iterable[Mapping[str, Any]], **params: Any
@@ -175,19 +235,57 @@ class Gateway:
             finally:
                 runner.close()
 
+    async def start(self) -> None:
+        """Start the background work (request log writer, alert sinks); idempotent.
+
+        ``async with`` and the first request call it; call it yourself to start early.
+        """
+        if not self._started:
+            self._started = True
+            if self._owns_observability:
+                await self.observability.start()
+
     async def aclose(self) -> None:
-        """End background losers and close upstream connections."""
+        """End background losers, flush the request log, close upstream connections."""
         try:
             await self.engine.aclose()
         finally:
             try:
-                await self._http.aclose()
+                # After the engine: losers it ended at shutdown are still recorded.
+                if self._owns_observability:
+                    await self.observability.aclose()
             finally:
-                close = getattr(self.health, "aclose", None)
-                if close is not None:
-                    await close()
+                try:
+                    await self._http.aclose()
+                finally:
+                    close = getattr(self.health, "aclose", None)
+                    if close is not None:
+                        await close()
+
+    def _finished(
+        self,
+        request_id: str,
+        route: RouteConfig,
+        started_wall: float,
+        started: float,
+        result: ChatResult | None,
+        error: BaseException | None,
+        request: ChatRequest,
+        stream: bool = False,
+    ) -> None:
+        self.observability.request_finished(
+            request_id=request_id,
+            route=route.name,
+            started_at_wall=started_wall,
+            latency=self._clock.now() - started,
+            result=result,
+            error=error,
+            stream=stream,
+            request=request,
+        )
 
     async def __aenter__(self) -> Gateway:
+        await self.start()
         return self
 
     async def __aexit__(
@@ -205,12 +303,27 @@ class Gateway:
         )
 
 
-def _health(config: Config, clock: Clock) -> Health:
+class _BothObservers:
+    """The gateway's own observability, then an observer the embedding code passed."""
+
+    __slots__ = ("_first", "_second")
+
+    def __init__(self, first: Observer, second: Observer) -> None:
+        self._first, self._second = first, second
+
+    def on_event(self, event: Event) -> None:
+        self._first.on_event(event)
+        self._second.on_event(event)
+
+
+def _health(config: Config, clock: Clock, on_transition: Callable[[Transition], None]) -> Health:
     if config.state.backend == "redis":
         from failover.state import RedisHealth
 
-        return RedisHealth.from_config(config.state, config.health, config.deployments, clock)
-    return MemoryHealth(config.health, config.deployments, clock)
+        return RedisHealth.from_config(
+            config.state, config.health, config.deployments, clock, on_transition=on_transition
+        )
+    return MemoryHealth(config.health, config.deployments, clock, on_transition=on_transition)
 
 
 def _routes(config: Config) -> dict[str, RouteConfig]:

@@ -19,11 +19,13 @@ from failover.config import Config, config_from_dict
 from failover.health.memory import MemoryHealth
 from failover.mock_upstream import MockUpstream
 from failover.observe import Observability, open_store
-from failover.types import ChatResult
+from failover.types import ChatRequest, ChatResult
 
 from .conftest import closed_port, gateway_config
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
+# Through the engine, then reported by hand: the way the HTTP server reports a request.
+REQUEST = ChatRequest(messages=MESSAGES)
 
 Mocks = tuple[MockUpstream, MockUpstream]
 
@@ -36,7 +38,7 @@ async def _ask(
     result: ChatResult | None = None
     error: BaseException | None = None
     try:
-        result = await gw.chat("intent", MESSAGES, request_id=request_id)
+        result = await gw.engine.chat(gw.route("intent"), REQUEST, request_id=request_id)
     except Exception as exc:
         error = exc
     latency = time.perf_counter() - started
@@ -70,7 +72,7 @@ async def test_hedged_request_records_its_background_loser(store_url: str, mocks
     obs = Observability.from_config(config)
     await obs.start()
     try:
-        async with Gateway(config, observer=obs) as gw:
+        async with Gateway(config, observability=obs) as gw:
             result, _, _ = await _ask(obs, gw, "req_hedged", client_request_id="client-1")
             assert result is not None
             assert result.deployment == "fallback"
@@ -120,7 +122,7 @@ async def test_failed_request_is_recorded_with_its_code(sqlite_url: str, mocks: 
     obs = Observability.from_config(config)
     await obs.start()
     try:
-        async with Gateway(config, observer=obs) as gw:
+        async with Gateway(config, observability=obs) as gw:
             _, error, _ = await _ask(obs, gw, "req_failed")
         assert isinstance(error, AllTargetsFailed)
         record = await obs.get_record("req_failed")
@@ -147,7 +149,7 @@ async def test_dead_postgres_leaves_requests_alone(
     latencies = []
     with caplog.at_level(logging.WARNING, logger="failover.observe"):
         try:
-            async with Gateway(config, observer=obs) as gw:
+            async with Gateway(config, observability=obs) as gw:
                 for n in range(20):
                     result, _, latency = await _ask(obs, gw, f"req_{n}")
                     assert result is not None
@@ -191,7 +193,7 @@ async def test_dead_webhook_leaves_requests_alone(
     latencies = []
     with caplog.at_level(logging.WARNING, logger="failover.observe.sinks"):
         try:
-            async with Gateway(config, observer=obs) as gw:
+            async with Gateway(config, observability=obs) as gw:
                 for n in range(10):
                     result, _, latency = await _ask(obs, gw, f"req_{n}")
                     assert result is not None
@@ -226,7 +228,7 @@ async def test_health_transitions_alert_and_set_the_circuit_gauge(
     await obs.start()
     with caplog.at_level(logging.INFO, logger="failover.alerts"):
         try:
-            async with Gateway(config, health=health, observer=obs) as gw:
+            async with Gateway(config, health=health, observability=obs) as gw:
                 result, _, _ = await _ask(obs, gw, "req_auth")
         finally:
             await obs.aclose()

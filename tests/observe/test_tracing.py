@@ -20,6 +20,8 @@ from failover.types import AttemptRecord, ChatRequest, ChatResult, Usage
 from .conftest import gateway_config
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
+# Through the engine, then reported by hand: the way the HTTP server reports a request.
+REQUEST = ChatRequest(messages=MESSAGES)
 
 
 def _by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
@@ -37,9 +39,9 @@ async def test_hedged_request_spans(mocks: tuple[MockUpstream, MockUpstream]) ->
     obs = Observability.from_config(config, span_processor=SimpleSpanProcessor(exporter))
     await obs.start()
     try:
-        async with Gateway(config, observer=obs) as gw:
+        async with Gateway(config, observability=obs) as gw:
             wall, started = time.time(), time.perf_counter()
-            result = await gw.chat("intent", MESSAGES, request_id="req_t")
+            result = await gw.engine.chat(gw.route("intent"), REQUEST, request_id="req_t")
             obs.request_finished(
                 request_id="req_t",
                 route="intent",
