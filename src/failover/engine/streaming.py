@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from failover.engine.attempt import Attempt
-from failover.errors import UpstreamError, UpstreamTimeout
+from failover.errors import MalformedResponse, UpstreamError, UpstreamTimeout
 from failover.providers.base import ChatProvider
 from failover.types import AttemptRecord, ChatRequest, StreamChunk
 
@@ -69,7 +69,14 @@ class StreamWork:
         except BaseException:
             await close_quietly(upstream)
             raise
-        # It ended cleanly before any content: an empty answer is still an answer (rule 10).
+        # It ended cleanly before any content: an empty answer is still an answer, but only
+        # if some chunk carried a choice (rule 10); a stream of nothing is malformed.
+        if not any(chunk.get("choices") for chunk in held):
+            raise MalformedResponse(
+                "the stream ended without any choice",
+                deployment=provider.deployment.name,
+                status=200,
+            )
         return OpenedStream(held, None)
 
     async def discard(self, value: OpenedStream) -> None:

@@ -180,8 +180,10 @@ def error_class(status: int | None, info: ProviderError) -> ErrorClass:
         status = (
             info.embedded_status
             or _STATUS_BY_GRPC.get(info.grpc_status or "")
-            or _STATUS_BY_TYPE.get(info.type or "")
+            # The code is the more specific: OpenAI words a missing model as
+            # {"type": "invalid_request_error", "code": "model_not_found"}.
             or _STATUS_BY_TYPE.get(info.code or "")
+            or _STATUS_BY_TYPE.get(info.type or "")
             or 500  # an unexplained failure mid-stream is the server's
         )
     if status in (408, 409):
