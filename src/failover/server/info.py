@@ -1,0 +1,70 @@
+"""The read-only answers: ``/v1/models``, ``/v1/status``, ``/health`` and ``/ready`` bodies.
+
+``/v1/models`` lists the configured routes first (their targets in order), then each deployment
+that a client may also name directly, in OpenAI's list shape, so ``client.models.list()`` works.
+It depends only on the config, so its body is built once. ``/v1/status`` is each deployment's
+health row (:meth:`~failover.health.breaker.DeploymentStatus.as_dict`), read from the gateway's
+health backend at each call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+
+from failover.config import Config
+from failover.health.base import Health
+from failover.health.breaker import DeploymentStatus
+
+__all__ = ["StatusReader", "models_body", "status_reader"]
+
+StatusReader = Callable[[], Awaitable[Mapping[str, DeploymentStatus]]]
+
+
+def models_body(config: Config, created: int) -> bytes:
+    """The ``GET /v1/models`` answer: routes, then deployments not shadowed by a route.
+
+    >>> from failover.config import config_from_dict
+    >>> config = config_from_dict({"deployments": {"a": {"provider": "openai", "model": "m"}},
+    ...                            "routes": {"r": {"targets": ["a"]}}}, env={})
+    >>> [m["id"] for m in orjson.loads(models_body(config, 0))["data"]]
+    ['r', 'a']
+    """
+    data: list[dict[str, Any]] = [
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "failover",
+            "kind": "route",
+            "targets": list(route.targets),
+        }
+        for name, route in config.routes.items()
+    ]
+    data.extend(
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": deployment.provider.value,
+            "kind": "deployment",
+            "targets": [name],
+        }
+        for name, deployment in config.deployments.items()
+        if name not in config.routes
+    )
+    return orjson.dumps({"object": "list", "data": data})
+
+
+def status_reader(health: Health) -> StatusReader | None:
+    """The health backend's ``status()`` (MemoryHealth and RedisHealth have one), or None."""
+    status = getattr(health, "status", None)
+    return status if callable(status) else None
+
+
+async def status_body(read: StatusReader | None) -> bytes:
+    """The ``GET /v1/status`` answer: ``{"object": "list", "data": [row, ...]}``."""
+    rows = await read() if read is not None else {}
+    return orjson.dumps({"object": "list", "data": [row.as_dict() for row in rows.values()]})
