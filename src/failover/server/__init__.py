@@ -14,6 +14,7 @@
     openapi.py        the OpenAPI 3.1 document (/openapi.json)
     context.py        RequestContext and RequestHook: what the request log is told
     serving.py        uvicorn wiring, workers, signals and drain; `failover serve`
+    embedded.py       the same server as a task of the caller's loop (demo, tests)
 
 >>> app = GatewayApp(Gateway.from_file("failover.yaml"))  # doctest: +SKIP
 """
@@ -21,6 +22,7 @@
 from failover.server.app import GatewayApp, Phase
 from failover.server.auth import Authenticator, Identity, key_id
 from failover.server.context import RequestContext, RequestHook
+from failover.server.embedded import EmbeddedServer, serving
 from failover.server.limits import LocalLimiter, Rate, gcra
 from failover.server.serving import run_server, serve, serve_command, uvicorn_config
 from failover.server.shared_limits import SharedLimiter
@@ -29,6 +31,7 @@ from failover.server.validate import ChatCall, InvalidRequest, parse_chat
 __all__ = [
     "Authenticator",
     "ChatCall",
+    "EmbeddedServer",
     "GatewayApp",
     "Identity",
     "InvalidRequest",
@@ -44,5 +47,6 @@ __all__ = [
     "run_server",
     "serve",
     "serve_command",
+    "serving",
     "uvicorn_config",
 ]
