@@ -245,7 +245,7 @@ def test_chat_sync() -> None:
                     "api_base": mock.url,
                     "api_key": "k",
                 }
-            }
+            },
         }
         # The mock serves from the runner's loop; the gateway's private loop runs in a thread.
         result = runner.run(asyncio.to_thread(_sync_chat, config))
