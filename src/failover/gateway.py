@@ -148,18 +148,13 @@ class Gateway:
         or the provider's 400 (:class:`~failover.errors.UpstreamStatusError`) when the route has
         no default response to give.
         """
-        route = self.route(model)
-        request = ChatRequest(messages=[dict(m) for m in messages], params=params)
-        if not self._started:
-            await self.start()
-        request_id = request_id or new_request_id()
-        started_wall, started = time.time(), self._clock.now()
+        call = await self._begin(model, messages, params, request_id, stream=False)
         try:
-            result = await self.engine.chat(route, request, request_id=request_id)
+            result = await self.engine.chat(call.route, call.request, request_id=call.request_id)
         except BaseException as error:
-            self._finished(request_id, route, started_wall, started, None, error, request)
+            call.finished(None, error)
             raise
-        self._finished(request_id, route, started_wall, started, result, None, request)
+        call.finished(result, None)
         return result
 
     async def stream(
@@ -175,16 +170,13 @@ class Gateway:
         Failover and hedging work until the first content chunk; a failure after it raises
         from the iterator (never a silent end).
         """
-        route = self.route(model)
-        request = ChatRequest(messages=[dict(m) for m in messages], params=params)
-        if not self._started:
-            await self.start()
-        request_id = request_id or new_request_id()
-        started_wall, started = time.time(), self._clock.now()
+        call = await self._begin(model, messages, params, request_id, stream=True)
         try:
-            opened = await self.engine.open_stream(route, request, request_id=request_id)
+            opened = await self.engine.open_stream(
+                call.route, call.request, request_id=call.request_id
+            )
         except BaseException as error:
-            self._finished(request_id, route, started_wall, started, None, error, request, True)
+            call.finished(None, error)
             raise
         usage: Usage | None = None
         try:
@@ -195,18 +187,21 @@ class Gateway:
                     yield chunk
         except BaseException as error:
             # A consumer that stops reading (GeneratorExit) left, like a cancelled caller.
-            ended = asyncio.CancelledError() if isinstance(error, GeneratorExit) else error
-            self._finished(request_id, route, started_wall, started, None, ended, request, True)
+            call.finished(
+                None, asyncio.CancelledError() if isinstance(error, GeneratorExit) else error
+            )
             raise
-        result = ChatResult(
-            completion={},
-            deployment=opened.deployment,
-            degraded=opened.degraded,
-            usage=usage or Usage(),
-            attempts=opened.attempts,
-            request_id=request_id,
+        call.finished(
+            ChatResult(
+                completion={},
+                deployment=opened.deployment,
+                degraded=opened.degraded,
+                usage=usage or Usage(),
+                attempts=opened.attempts,
+                request_id=call.request_id,
+            ),
+            None,
         )
-        self._finished(request_id, route, started_wall, started, result, None, request, True)
 
     def chat_sync(
         self, model: str, messages: Iterable[Mapping[str, Any]], **params: Any
@@ -262,26 +257,25 @@ class Gateway:
                     if close is not None:
                         await close()
 
-    def _finished(
+    async def _begin(
         self,
-        request_id: str,
-        route: RouteConfig,
-        started_wall: float,
-        started: float,
-        result: ChatResult | None,
-        error: BaseException | None,
-        request: ChatRequest,
-        stream: bool = False,
-    ) -> None:
-        self.observability.request_finished(
-            request_id=request_id,
-            route=route.name,
-            started_at_wall=started_wall,
-            latency=self._clock.now() - started,
-            result=result,
-            error=error,
-            stream=stream,
-            request=request,
+        model: str,
+        messages: Iterable[Mapping[str, Any]],
+        params: dict[str, Any],
+        request_id: str | None,
+        *,
+        stream: bool,
+    ) -> _Call:
+        route = self.route(model)
+        if not self._started:
+            await self.start()
+        return _Call(
+            self.observability,
+            route,
+            ChatRequest(messages=[dict(m) for m in messages], params=params),
+            request_id or new_request_id(),
+            stream,
+            self._clock,
         )
 
     async def __aenter__(self) -> Gateway:
@@ -300,6 +294,50 @@ class Gateway:
         return (
             f"<Gateway routes={len(self.routes)} deployments={len(self.providers)} "
             f"background={len(self.engine.background)}>"
+        )
+
+
+class _Call:
+    """One request through the gateway's library API, and its report to the request log."""
+
+    __slots__ = (
+        "_clock",
+        "_observability",
+        "_started",
+        "_started_wall",
+        "_stream",
+        "request",
+        "request_id",
+        "route",
+    )
+
+    def __init__(
+        self,
+        observability: Observability,
+        route: RouteConfig,
+        request: ChatRequest,
+        request_id: str,
+        stream: bool,
+        clock: Clock,
+    ) -> None:
+        self._observability = observability
+        self.route = route
+        self.request = request
+        self.request_id = request_id
+        self._stream = stream
+        self._clock = clock
+        self._started_wall, self._started = time.time(), clock.now()
+
+    def finished(self, result: ChatResult | None, error: BaseException | None) -> None:
+        self._observability.request_finished(
+            request_id=self.request_id,
+            route=self.route.name,
+            started_at_wall=self._started_wall,
+            latency=self._clock.now() - self._started,
+            result=result,
+            error=error,
+            stream=self._stream,
+            request=self.request,
         )
 
 
