@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import sys
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import openai
 import uvicorn
+import yaml
 
 from failover import Gateway
 from failover.config import config_from_dict
@@ -115,3 +119,42 @@ async def wait_for(predicate: Any, seconds: float = 2.0) -> bool:
             return False
         await asyncio.sleep(0.01)
     return True
+
+
+def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
+    """Write ``config`` as YAML into ``tmp_path``; its path."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def serve_process(
+    path: Path, *extra: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``failover serve`` in a subprocess; yields it and its URL once it listens."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "failover.cli",
+        "serve",
+        "--config",
+        str(path),
+        "--port",
+        "0",
+        *extra,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        url = ""
+        while not url:
+            line = (await asyncio.wait_for(process.stderr.readline(), 15)).decode()
+            assert line, "the gateway exited before it listened"
+            if found := re.search(r"listening on (http://\S+)", line):
+                url = found.group(1)
+        yield process, url
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

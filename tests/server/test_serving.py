@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
 import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
-import yaml
 
 from failover import cli
 from failover.mock_upstream import MockUpstream
 from failover.server.serving import bind_socket, drain_bound
-from tests.server.helpers import CLIENT_KEY, MESSAGES, UPSTREAM_KEY, gateway_config, wait_for
+from tests.server.helpers import (
+    CLIENT_KEY,
+    MESSAGES,
+    UPSTREAM_KEY,
+    gateway_config,
+    serve_process,
+    wait_for,
+    write_config,
+)
 
 Mocks = tuple[MockUpstream, MockUpstream]
 
@@ -35,17 +37,11 @@ _PROVIDER_VARIABLES = (
 )
 
 
-def _write(tmp_path: Path, config: dict[str, Any]) -> Path:
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def test_workers_need_redis(
     mocks: Mocks, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--workers 2 with the memory backend is refused with the advice to use Redis."""
-    path = _write(tmp_path, gateway_config(*mocks))
+    path = write_config(tmp_path, gateway_config(*mocks))
     code = cli.main(["serve", "--config", str(path), "--port", "0", "--workers", "2"])
     message = capsys.readouterr().err
     assert code == 2
@@ -57,7 +53,7 @@ def test_public_host_without_keys_is_refused(
 ) -> None:
     """No api_keys on a non-loopback host: refused at start, saying what to set."""
     config = gateway_config(*mocks, server={"api_keys": [], "admin_key": None})
-    path = _write(tmp_path, config)
+    path = write_config(tmp_path, config)
     code = cli.main(["serve", "--config", str(path), "--host", "0.0.0.0", "--port", "0"])
     message = capsys.readouterr().err
     assert code == 2
@@ -78,7 +74,7 @@ def test_zero_config_without_any_key(
 
 def test_port_taken(mocks: Mocks, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A port in use is a clear error, not a traceback."""
-    path = _write(tmp_path, gateway_config(*mocks))
+    path = write_config(tmp_path, gateway_config(*mocks))
     with bind_socket("127.0.0.1", 0) as taken:
         taken.listen()
         port = taken.getsockname()[1]
@@ -95,43 +91,13 @@ def test_drain_bound_follows_the_longest_deadline(mocks: Mocks) -> None:
     assert drain_bound(config_from_dict(gateway_config(*mocks, deadline=90), env={})) == 90.0
 
 
-@contextlib.asynccontextmanager
-async def _serve(path: Path, *extra: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    """``failover serve`` in a subprocess; yields it and its URL once it listens."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "failover.cli",
-        "serve",
-        "--config",
-        str(path),
-        "--port",
-        "0",
-        *extra,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stderr is not None
-        url = ""
-        while not url:
-            line = (await asyncio.wait_for(process.stderr.readline(), 15)).decode()
-            assert line, "the gateway exited before it listened"
-            if found := re.search(r"listening on (http://\S+)", line):
-                url = found.group(1)
-        yield process, url
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
 @pytest.mark.slow
 async def test_sigterm_drains_an_in_flight_request(mocks: Mocks, tmp_path: Path) -> None:
     """SIGTERM: the listener closes, the request in flight still completes, exit code 0."""
     main, fallback = mocks
     main.set_profile(latency="1.0")
-    path = _write(tmp_path, gateway_config(main, fallback))
-    async with _serve(path) as (process, url):
+    path = write_config(tmp_path, gateway_config(main, fallback))
+    async with serve_process(path) as (process, url):
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=CLIENT_KEY, max_retries=0)
         async with client:
             answer = asyncio.ensure_future(
@@ -164,8 +130,8 @@ async def test_two_workers_share_redis(
     state = {"backend": "redis", "url": redis_url, "key_prefix": redis_prefix}
     config = gateway_config(main, fallback, state=state)
     config["store"] = {"url": f"sqlite:///{tmp_path / 'requests.db'}"}  # migrated once, first
-    path = _write(tmp_path, config)
-    async with _serve(path, "--workers", "2") as (process, url):
+    path = write_config(tmp_path, config)
+    async with serve_process(path, "--workers", "2") as (process, url):
         async with openai.AsyncOpenAI(
             base_url=f"{url}/v1", api_key=CLIENT_KEY, max_retries=0
         ) as client:
