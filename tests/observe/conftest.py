@@ -7,9 +7,10 @@ nothing else in the ``test`` database is touched.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,16 @@ class WebhookReceiver:
 async def webhook() -> AsyncIterator[WebhookReceiver]:
     async with WebhookReceiver() as receiver:
         yield receiver
+
+
+async def poll_until(
+    condition: Callable[[], bool], *, tries: int = 200, every: float = 0.01
+) -> None:
+    """Check ``condition`` every ``every`` seconds until it holds, ``tries`` times at most.
+
+    It never fails by itself: the assertions after it say what the test expected.
+    """
+    for _ in range(tries):
+        if condition():
+            return
+        await asyncio.sleep(every)

@@ -21,7 +21,7 @@ from failover.mock_upstream import MockUpstream
 from failover.observe import Observability, open_store
 from failover.types import ChatRequest, ChatResult
 
-from .conftest import closed_port, gateway_config
+from .conftest import closed_port, gateway_config, poll_until
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
 # Through the engine, then reported by hand: the way the HTTP server reports a request.
@@ -56,6 +56,22 @@ async def _ask(
     return result, error, latency
 
 
+async def _ask_each(
+    obs: Observability, gw: Gateway, count: int, *, pause: float = 0.0
+) -> tuple[list[ChatResult], list[float]]:
+    """``req_0`` … one after another (``pause`` s apart); each answered: results, latencies."""
+    results: list[ChatResult] = []
+    latencies: list[float] = []
+    for n in range(count):
+        result, _, latency = await _ask(obs, gw, f"req_{n}")
+        assert result is not None
+        results.append(result)
+        latencies.append(latency)
+        if pause:
+            await asyncio.sleep(pause)
+    return results, latencies
+
+
 def _outcomes(record: dict[str, Any]) -> list[tuple[str, str]]:
     return [(a["deployment"], a["outcome"]) for a in record["attempts"]]
 
@@ -79,10 +95,7 @@ async def test_hedged_request_records_its_background_loser(store_url: str, mocks
             early = await obs.get_record("req_hedged")  # at once: from the buffer
             assert early is not None
             assert _outcomes(early) == [("main", "running"), ("fallback", "success")]
-            for _ in range(100):
-                if result.attempts[0].outcome != "running":
-                    break
-                await asyncio.sleep(0.05)
+            await poll_until(lambda: result.attempts[0].outcome != "running", tries=100, every=0.05)
             late = await obs.get_record("req_hedged")
     finally:
         await obs.aclose()
@@ -146,16 +159,11 @@ async def test_dead_postgres_leaves_requests_alone(
     config = config_from_dict(gateway_config(main, fallback, store=url))
     obs = Observability.from_config(config, flush_interval=0.02)
     await obs.start()
-    latencies = []
     with caplog.at_level(logging.WARNING, logger="failover.observe"):
         try:
             async with Gateway(config, observability=obs) as gw:
-                for n in range(20):
-                    result, _, latency = await _ask(obs, gw, f"req_{n}")
-                    assert result is not None
-                    assert result.deployment == "main"
-                    latencies.append(latency)
-                    await asyncio.sleep(0.02)
+                results, latencies = await _ask_each(obs, gw, 20, pause=0.02)
+                assert all(result.deployment == "main" for result in results)
             record = await obs.get_record("req_19")  # still readable from the buffer
         finally:
             await obs.aclose(grace=0.3)
@@ -190,19 +198,18 @@ async def test_dead_webhook_leaves_requests_alone(
     )
     obs = Observability.from_config(config)
     await obs.start()
-    latencies = []
     with caplog.at_level(logging.WARNING, logger="failover.observe.sinks"):
         try:
             async with Gateway(config, observability=obs) as gw:
-                for n in range(10):
-                    result, _, latency = await _ask(obs, gw, f"req_{n}")
-                    assert result is not None
-                    assert result.degraded
-                    latencies.append(latency)
-                for _ in range(100):
-                    if _sample(obs.metrics_text().decode(), "failover_alert_failures_total") >= 10:
-                        break
-                    await asyncio.sleep(0.02)
+                results, latencies = await _ask_each(obs, gw, 10)
+                assert all(result.degraded for result in results)
+                await poll_until(
+                    lambda: (
+                        _sample(obs.metrics_text().decode(), "failover_alert_failures_total") >= 10
+                    ),
+                    tries=100,
+                    every=0.02,
+                )
         finally:
             await obs.aclose(grace=0.5)
     assert max(latencies) < 1.0

@@ -7,7 +7,6 @@ searched for them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from pathlib import Path
@@ -29,7 +28,7 @@ from failover.health.breaker import Transition
 from failover.observe import Observability, open_store
 from failover.types import AttemptRecord, ChatRequest
 
-from .conftest import SECRET_KEY, WebhookReceiver
+from .conftest import SECRET_KEY, WebhookReceiver, poll_until
 
 CLIENT_KEY = "sk-client-Th1sIsTheClientKey77"
 ADMIN_KEY = "admin-Sup3rSecretAdminKey"
@@ -59,10 +58,7 @@ async def test_no_secret_in_any_output(
     await obs.start()
     with caplog.at_level(logging.DEBUG):
         _drive(obs)
-        for _ in range(200):
-            if len(webhook.bodies) >= 5:
-                break
-            await asyncio.sleep(0.01)
+        await poll_until(lambda: len(webhook.bodies) >= 5)
         record = await obs.get_record("req_s")
         metrics = obs.metrics_text().decode()
         await obs.aclose()

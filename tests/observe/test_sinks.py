@@ -12,7 +12,7 @@ from failover.config import AlertConfig, AlertLevel
 from failover.observe.alerts import Alert, AlertType
 from failover.observe.sinks import Alerter, Gate, LogSink, WebhookSink
 
-from .conftest import WebhookReceiver, closed_port
+from .conftest import WebhookReceiver, closed_port, poll_until
 
 
 def _alert(
@@ -68,10 +68,7 @@ async def test_alerter_filters_per_sink(
         for _ in range(3):
             alerter.emit(_alert())
         alerter.emit(_alert(AlertType.MALFORMED_RESPONSE, AlertLevel.MEDIUM))
-        for _ in range(100):
-            if webhook.bodies:
-                break
-            await asyncio.sleep(0.01)
+        await poll_until(lambda: bool(webhook.bodies), tries=100)
         await alerter.aclose()
     assert len([r for r in caplog.records if r.name == "failover.alerts"]) == 4
     assert len(webhook.bodies) == 1
@@ -95,10 +92,7 @@ async def test_dead_webhook_is_logged_once_and_counted(caplog: pytest.LogCapture
         for _ in range(5):
             sink.deliver(_alert())
         assert loop.time() - started < 0.05
-        for _ in range(200):
-            if len(failures) == 5:
-                break
-            await asyncio.sleep(0.01)
+        await poll_until(lambda: len(failures) == 5)
         await sink.aclose(grace=0.5)
     assert len(failures) == 5
     assert sink.failures == 5

@@ -15,7 +15,7 @@ from failover.observe.sqlite_store import SQLiteStore
 from failover.observe.store import StoreRejected, Window, open_store
 from failover.observe.writer import RecordWriter, merge_rows
 
-from .conftest import closed_port
+from .conftest import closed_port, poll_until
 
 
 def _request(request_id: str) -> RequestRow:
@@ -141,10 +141,7 @@ async def test_refused_batch_is_dropped_and_counted() -> None:
     await writer.start()
     writer.submit(_request("req_1"))
     writer.submit(_request("req_2"))
-    for _ in range(200):
-        if writer.dropped == 2:
-            break
-        await asyncio.sleep(0.01)
+    await poll_until(lambda: writer.dropped == 2)
     await writer.aclose()
     assert writer.dropped == 2
     assert store.batches == 1
@@ -166,15 +163,9 @@ async def test_a_store_bug_drops_the_batch(caplog: pytest.LogCaptureFixture) -> 
     await writer.start()
     with caplog.at_level(logging.WARNING, logger="failover.observe.writer"):
         writer.submit(_request("req_1"))
-        for _ in range(200):
-            if writer.dropped == 1:
-                break
-            await asyncio.sleep(0.01)
+        await poll_until(lambda: writer.dropped == 1)
         writer.submit(_request("req_2"))
-        for _ in range(200):
-            if writer.dropped == 2:
-                break
-            await asyncio.sleep(0.01)
+        await poll_until(lambda: writer.dropped == 2)
         await writer.aclose()
     assert writer.dropped == 2
     assert store.batches == 2

@@ -20,7 +20,8 @@ from multidict import CIMultiDictProxy
 
 from failover.config import DeploymentConfig, Provider
 from failover.errors import UpstreamError
-from failover.providers import HttpClient
+from failover.providers import ChatProvider, HttpClient
+from failover.types import ChatRequest
 from tests.providers.shapes import GOOGLE_KEY, KEY, Case
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,6 +76,26 @@ class FakeUpstream:
     @property
     def last(self) -> Recorded:
         return self.requests[-1]
+
+    async def wait_disconnected(self) -> None:
+        """Return once the adapter has closed its connection (fail after 5 s)."""
+        await asyncio.wait_for(self.disconnected.wait(), 5)
+
+    async def assert_complete_raises(
+        self, chat: ChatProvider, request: ChatRequest, case: Case, name: str
+    ) -> None:
+        """complete() against the case's real answer raises what :func:`assert_case` expects."""
+        self.handler = case_answer(case)
+        with pytest.raises(UpstreamError) as caught:
+            await chat.complete(request)
+        assert_case(caught.value, case, name)
+
+    async def probe_request(self, chat: ChatProvider, models: Any) -> Recorded:
+        """The request probe() sent while this fake lists ``models``; it must be GET /models."""
+        self.handler = json_answer(models)
+        await chat.probe()
+        assert (self.last.method, self.last.path) == ("GET", "/models")
+        return self.last
 
 
 @pytest.fixture

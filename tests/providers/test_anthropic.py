@@ -11,8 +11,6 @@ from failover.providers import AnthropicProvider, HttpClient
 from failover.types import ChatRequest
 from tests.providers.conftest import (
     FakeUpstream,
-    assert_case,
-    case_answer,
     deployment,
     drain,
     json_answer,
@@ -308,10 +306,7 @@ async def test_stream_cut_without_message_stop(upstream: FakeUpstream, http: Htt
 @pytest.mark.parametrize("case", ANTHROPIC_CASES, ids=[c.id for c in ANTHROPIC_CASES])
 async def test_error_statuses(upstream: FakeUpstream, http: HttpClient, case: Case) -> None:
     """Each real Anthropic error answer becomes its class, with Retry-After."""
-    upstream.handler = case_answer(case)
-    with pytest.raises(UpstreamError) as caught:
-        await provider(upstream, http).complete(HELLO)
-    assert_case(caught.value, case, "anthropic-test")
+    await upstream.assert_complete_raises(provider(upstream, http), HELLO, case, "anthropic-test")
 
 
 async def test_malformed_answer(upstream: FakeUpstream, http: HttpClient) -> None:
@@ -323,7 +318,5 @@ async def test_malformed_answer(upstream: FakeUpstream, http: HttpClient) -> Non
 
 async def test_probe(upstream: FakeUpstream, http: HttpClient) -> None:
     """probe() is GET /models with the Anthropic headers."""
-    upstream.handler = json_answer({"data": [], "has_more": False})
-    await provider(upstream, http).probe()
-    assert (upstream.last.method, upstream.last.path) == ("GET", "/models")
-    assert upstream.last.headers["x-api-key"] == KEY
+    sent = await upstream.probe_request(provider(upstream, http), {"data": [], "has_more": False})
+    assert sent.headers["x-api-key"] == KEY

@@ -12,8 +12,6 @@ from failover.providers import GeminiProvider, HttpClient
 from failover.types import ChatRequest
 from tests.providers.conftest import (
     FakeUpstream,
-    assert_case,
-    case_answer,
     deployment,
     drain,
     json_answer,
@@ -348,15 +346,10 @@ async def test_no_candidates_is_malformed(upstream: FakeUpstream, http: HttpClie
 @pytest.mark.parametrize("case", GEMINI_CASES, ids=[c.id for c in GEMINI_CASES])
 async def test_error_statuses(upstream: FakeUpstream, http: HttpClient, case: Case) -> None:
     """Each real Gemini error answer becomes its class, with Retry-After (retryDelay too)."""
-    upstream.handler = case_answer(case)
-    with pytest.raises(UpstreamError) as caught:
-        await provider(upstream, http).complete(HELLO)
-    assert_case(caught.value, case, "gemini-test")
+    await upstream.assert_complete_raises(provider(upstream, http), HELLO, case, "gemini-test")
 
 
 async def test_probe(upstream: FakeUpstream, http: HttpClient) -> None:
     """probe() is GET /models with the key header."""
-    upstream.handler = json_answer({"models": []})
-    await provider(upstream, http).probe()
-    assert (upstream.last.method, upstream.last.path) == ("GET", "/models")
-    assert upstream.last.headers["x-goog-api-key"] == GOOGLE_KEY
+    sent = await upstream.probe_request(provider(upstream, http), {"models": []})
+    assert sent.headers["x-goog-api-key"] == GOOGLE_KEY

@@ -88,7 +88,7 @@ async def test_no_answer_within_timeout(upstream: FakeUpstream, http: HttpClient
         await provider.complete(HELLO)
     assert caught.value.error_class is ErrorClass.TIMEOUT
     assert isinstance(caught.value, TimeoutError)
-    await asyncio.wait_for(upstream.disconnected.wait(), 5)
+    await upstream.wait_disconnected()
 
 
 async def test_gap_between_chunks_is_bounded(upstream: FakeUpstream, http: HttpClient) -> None:
@@ -99,7 +99,7 @@ async def test_gap_between_chunks_is_bounded(upstream: FakeUpstream, http: HttpC
     assert await anext(stream) == CHUNK
     with pytest.raises(UpstreamTimeout):
         await anext(stream)
-    await asyncio.wait_for(upstream.disconnected.wait(), 5)
+    await upstream.wait_disconnected()
 
 
 async def test_cancel_mid_stream_closes_the_connection(
@@ -116,10 +116,8 @@ async def test_cancel_mid_stream_closes_the_connection(
 
     task = asyncio.create_task(consume())
     await asyncio.wait_for(first.wait(), 5)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await asyncio.wait_for(upstream.disconnected.wait(), 5)
+    await _cancelled(task)
+    await upstream.wait_disconnected()
 
 
 async def test_cancel_before_headers_closes_the_connection(
@@ -130,10 +128,8 @@ async def test_cancel_before_headers_closes_the_connection(
     provider = AnthropicProvider(deployment("anthropic", upstream.url), http)
     task = asyncio.create_task(provider.complete(HELLO))
     await asyncio.wait_for(upstream.received.wait(), 5)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await asyncio.wait_for(upstream.disconnected.wait(), 5)
+    await _cancelled(task)
+    await upstream.wait_disconnected()
 
 
 async def test_abandoned_stream_closes_the_connection(
@@ -144,7 +140,7 @@ async def test_abandoned_stream_closes_the_connection(
     stream = GeminiProvider(deployment("gemini", upstream.url), http).stream(HELLO)
     await anext(stream)
     await stream.aclose()
-    await asyncio.wait_for(upstream.disconnected.wait(), 5)
+    await upstream.wait_disconnected()
 
 
 async def test_after_a_cut_connection_the_next_request_works(
@@ -184,7 +180,10 @@ def test_missing_ca_bundle_is_a_config_error(http: HttpClient) -> None:
 
 def test_build_provider_chooses_the_family(http: HttpClient) -> None:
     """build_provider picks the adapter by provider."""
-    expected = {Provider.ANTHROPIC: AnthropicProvider, Provider.GEMINI: GeminiProvider}
+    expected: dict[Provider, type] = {
+        Provider.ANTHROPIC: AnthropicProvider,
+        Provider.GEMINI: GeminiProvider,
+    }
     for kind in Provider:
         built = build_provider(deployment(kind.value, "http://127.0.0.1:1"), http)
         assert type(built) is expected.get(kind, OpenAICompatProvider)
@@ -267,3 +266,10 @@ async def test_verify_tls_false_accepts_any_certificate(
     dep = deployment("openai", tls_upstream, verify_tls=False)
     result = await OpenAICompatProvider(dep, http).complete(HELLO)
     assert result["choices"][0]["message"]["content"] == "ok"
+
+
+async def _cancelled(task: asyncio.Task[object]) -> None:
+    """Cancel ``task`` and see it end cancelled."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

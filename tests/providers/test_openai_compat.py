@@ -10,15 +10,12 @@ from failover.errors import (
     ErrorClass,
     MalformedResponse,
     UpstreamConnectionError,
-    UpstreamError,
     UpstreamStatusError,
 )
 from failover.providers import HttpClient, OpenAICompatProvider
 from failover.types import ChatRequest
 from tests.providers.conftest import (
     FakeUpstream,
-    assert_case,
-    case_answer,
     deployment,
     drain,
     json_answer,
@@ -179,10 +176,7 @@ async def test_error_event_in_stream(
 @pytest.mark.parametrize("case", OPENAI_CASES, ids=[c.id for c in OPENAI_CASES])
 async def test_error_statuses(upstream: FakeUpstream, http: HttpClient, case: Case) -> None:
     """Each real OpenAI-family error answer becomes its class, with Retry-After, key-free."""
-    upstream.handler = case_answer(case)
-    with pytest.raises(UpstreamError) as caught:
-        await provider(upstream, http).complete(HELLO)
-    assert_case(caught.value, case, "groq-test")
+    await upstream.assert_complete_raises(provider(upstream, http), HELLO, case, "groq-test")
 
 
 async def test_error_status_on_stream(upstream: FakeUpstream, http: HttpClient) -> None:
@@ -233,9 +227,7 @@ async def test_stream_wrong_content_type_is_malformed(
 
 async def test_probe_lists_models(upstream: FakeUpstream, http: HttpClient) -> None:
     """probe() is GET /models with the key; an error answer raises classed."""
-    upstream.handler = json_answer({"object": "list", "data": []})
-    await provider(upstream, http).probe()
-    assert (upstream.last.method, upstream.last.path) == ("GET", "/models")
+    await upstream.probe_request(provider(upstream, http), {"object": "list", "data": []})
     upstream.handler = json_answer(
         {"error": {"message": "bad key", "code": "invalid_api_key"}}, 401
     )

@@ -19,23 +19,15 @@ from typing import Any, TypeVar
 import asyncpg
 
 from failover.observe.records import RequestRow, Row
-from failover.observe.schema import (
-    ATTEMPT_COLUMNS,
-    MIGRATIONS,
-    REQUEST_COLUMNS,
-    attempt_upsert,
-    request_insert,
-)
+from failover.observe.schema import MIGRATIONS, statements
 from failover.observe.store import (
     StoreRejected,
     StoreUnavailable,
     Window,
-    attempt_from_values,
-    attempt_values,
+    batch_values,
     describe_url,
-    request_values,
-    row_from_values,
-    split,
+    request_from_values,
+    window_from_values,
 )
 
 __all__ = ["PostgresStore"]
@@ -44,6 +36,7 @@ T = TypeVar("T")
 
 # Any fixed pair identifies our lock; the schema's hash keeps separate schemas independent.
 _MIGRATION_LOCK = 0x6661696C  # "fail"
+_SQL = statements("numeric")
 
 # Errors that say the server or the connection is gone, not that our data is wrong.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -148,48 +141,23 @@ class PostgresStore:
         self._migrated = True
 
     async def _write(self, connection: Any, rows: Sequence[Row]) -> None:
-        requests, attempts = split(rows)
+        requests, attempts = batch_values(rows)
         async with connection.transaction():
             if requests:
-                await connection.executemany(
-                    request_insert("numeric"), [request_values(r) for r in requests]
-                )
+                await connection.executemany(_SQL.insert_request, requests)
             if attempts:
-                await connection.executemany(
-                    attempt_upsert("numeric"), [attempt_values(a) for a in attempts]
-                )
+                await connection.executemany(_SQL.upsert_attempt, attempts)
 
     async def _get(self, connection: Any, request_id: str) -> RequestRow | None:
-        found = await connection.fetchrow(
-            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE request_id = $1",
-            request_id,
-        )
+        found = await connection.fetchrow(_SQL.request, request_id)
         if found is None:
             return None
-        attempts = await connection.fetch(
-            f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM attempts WHERE request_id = $1 ORDER BY seq",
-            request_id,
-        )
-        return row_from_values(tuple(found)).with_attempts(
-            [attempt_from_values(tuple(a)) for a in attempts]
-        )
+        return request_from_values(found, await connection.fetch(_SQL.attempts, request_id))
 
     async def _window(self, connection: Any, since: float) -> Window:
-        requests = await connection.fetch(
-            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE started_at >= $1 "
-            "ORDER BY started_at",
-            since,
-        )
-        columns = ", ".join(f"a.{c}" for c in ATTEMPT_COLUMNS)
-        attempts = await connection.fetch(
-            f"SELECT {columns} FROM attempts a JOIN requests r ON r.request_id = a.request_id "
-            "WHERE r.started_at >= $1 ORDER BY a.request_id, a.seq",
-            since,
-        )
-        return Window(
-            tuple(row_from_values(tuple(r)) for r in requests),
-            tuple(attempt_from_values(tuple(a)) for a in attempts),
-        )
+        requests = await connection.fetch(_SQL.requests_since, since)
+        attempts = await connection.fetch(_SQL.attempts_since, since)
+        return window_from_values(requests, attempts)
 
     @property
     def _where(self) -> str:

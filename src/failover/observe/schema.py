@@ -25,8 +25,10 @@ __all__ = [
     "MIGRATIONS",
     "REQUEST_COLUMNS",
     "Migration",
+    "Statements",
     "attempt_upsert",
     "request_insert",
+    "statements",
 ]
 
 REQUEST_COLUMNS = (
@@ -138,4 +140,37 @@ def attempt_upsert(style: str) -> str:
         f"INSERT INTO attempts ({columns}) VALUES ({values}) "
         f"ON CONFLICT (request_id, seq) DO UPDATE SET {updates} "
         "WHERE attempts.outcome = 'running'"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    """Every statement a store runs, in its driver's placeholder style."""
+
+    insert_request: str
+    upsert_attempt: str
+    request: str  # one request by its id
+    attempts: str  # that request's attempts, in order
+    requests_since: str  # the requests started at or after a moment, oldest first
+    attempts_since: str  # their attempts, by request then in order
+
+
+def statements(style: str) -> Statements:
+    """The statements with ``qmark`` (sqlite3) or ``numeric`` (asyncpg) placeholders."""
+    param = _placeholders(1, style)
+    requests = f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests"
+    joined = ", ".join(f"a.{c}" for c in ATTEMPT_COLUMNS)
+    return Statements(
+        insert_request=request_insert(style),
+        upsert_attempt=attempt_upsert(style),
+        request=f"{requests} WHERE request_id = {param}",
+        attempts=(
+            f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM attempts WHERE request_id = {param} "
+            "ORDER BY seq"
+        ),
+        requests_since=f"{requests} WHERE started_at >= {param} ORDER BY started_at",
+        attempts_since=(
+            f"SELECT {joined} FROM attempts a JOIN requests r ON r.request_id = a.request_id "
+            f"WHERE r.started_at >= {param} ORDER BY a.request_id, a.seq"
+        ),
     )

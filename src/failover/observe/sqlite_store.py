@@ -21,22 +21,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from failover.observe.records import RequestRow, Row
-from failover.observe.schema import (
-    ATTEMPT_COLUMNS,
-    MIGRATIONS,
-    REQUEST_COLUMNS,
-    attempt_upsert,
-    request_insert,
-)
+from failover.observe.schema import MIGRATIONS, statements
 from failover.observe.store import (
     StoreRejected,
     StoreUnavailable,
     Window,
-    attempt_from_values,
-    attempt_values,
-    request_values,
-    row_from_values,
-    split,
+    batch_values,
+    request_from_values,
+    window_from_values,
 )
 
 __all__ = ["SQLiteStore"]
@@ -44,6 +36,7 @@ __all__ = ["SQLiteStore"]
 T = TypeVar("T")
 
 _BUSY_TIMEOUT_MS = 5000
+_SQL = statements("qmark")
 
 
 class SQLiteStore:
@@ -106,7 +99,7 @@ class SQLiteStore:
             )
             connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             if self.path != ":memory:":
-                connection.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(connection)
                 connection.execute("PRAGMA synchronous = NORMAL")
             self._connection = connection
         return self._connection
@@ -138,12 +131,12 @@ class SQLiteStore:
     def _write(self, rows: Sequence[Row]) -> None:
         if not self._migrated:
             self._migrate()
-        requests, attempts = split(rows)
+        requests, attempts = batch_values(rows)
         db = self._db()
         db.execute("BEGIN")
         try:
-            db.executemany(request_insert("qmark"), [request_values(r) for r in requests])
-            db.executemany(attempt_upsert("qmark"), [attempt_values(a) for a in attempts])
+            db.executemany(_SQL.insert_request, requests)
+            db.executemany(_SQL.upsert_attempt, attempts)
             db.execute("COMMIT")
         except BaseException:
             _rollback(db)
@@ -153,37 +146,18 @@ class SQLiteStore:
         if not self._migrated:
             self._migrate()
         db = self._db()
-        found = db.execute(
-            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE request_id = ?",
-            (request_id,),
-        ).fetchone()
+        found = db.execute(_SQL.request, (request_id,)).fetchone()
         if found is None:
             return None
-        attempts = db.execute(
-            f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM attempts WHERE request_id = ? ORDER BY seq",
-            (request_id,),
-        ).fetchall()
-        return row_from_values(found).with_attempts([attempt_from_values(a) for a in attempts])
+        return request_from_values(found, db.execute(_SQL.attempts, (request_id,)).fetchall())
 
     def _window(self, since: float) -> Window:
         if not self._migrated:
             self._migrate()
         db = self._db()
-        requests = db.execute(
-            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE started_at >= ? "
-            "ORDER BY started_at",
-            (since,),
-        ).fetchall()
-        columns = ", ".join(f"a.{c}" for c in ATTEMPT_COLUMNS)
-        attempts = db.execute(
-            f"SELECT {columns} FROM attempts a JOIN requests r ON r.request_id = a.request_id "
-            "WHERE r.started_at >= ? ORDER BY a.request_id, a.seq",
-            (since,),
-        ).fetchall()
-        return Window(
-            tuple(row_from_values(r) for r in requests),
-            tuple(attempt_from_values(a) for a in attempts),
-        )
+        requests = db.execute(_SQL.requests_since, (since,)).fetchall()
+        attempts = db.execute(_SQL.attempts_since, (since,)).fetchall()
+        return window_from_values(requests, attempts)
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None
@@ -198,3 +172,17 @@ def _rollback(db: sqlite3.Connection) -> None:
     # The error that got us here is the one worth raising, not a failed rollback.
     with contextlib.suppress(sqlite3.Error):
         db.execute("ROLLBACK")
+
+
+def _switch_to_wal(connection: sqlite3.Connection, attempts: int = 100) -> None:
+    """Turn WAL on; retried, because SQLite answers "database is locked" at once, without its
+    busy handler, when another connection opens the same file at the same moment (seen with
+    three stores migrating together). Runs on the store's own thread, so it may sleep."""
+    for attempt in range(attempts):
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.01)

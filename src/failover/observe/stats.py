@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -79,8 +80,23 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return ordered[rank - 1]
 
 
-@dataclass(frozen=True, slots=True)
-class RouteStats:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Figures:
+    """What a route and a deployment report alike: latency percentiles (ms), tokens and cost."""
+
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+_Stats = TypeVar("_Stats", bound=_Figures)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteStats(_Figures):
     """One route's figures; rates are fractions, latencies milliseconds."""
 
     route: str
@@ -89,32 +105,30 @@ class RouteStats:
     fallback: int
     degraded: int
     errors: int
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
 
     @property
     def success_rate(self) -> float:
-        return self.success / self.requests if self.requests else 0.0
+        return self._share(self.success)
 
     @property
     def fallback_rate(self) -> float:
-        return self.fallback / self.requests if self.requests else 0.0
+        return self._share(self.fallback)
 
     @property
     def degraded_rate(self) -> float:
-        return self.degraded / self.requests if self.requests else 0.0
+        return self._share(self.degraded)
 
     @property
     def error_rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
+        return self._share(self.errors)
+
+    def _share(self, count: int) -> float:
+        """``count`` as a fraction of the requests (0 without any)."""
+        return count / self.requests if self.requests else 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class DeploymentStats:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeploymentStats(_Figures):
     """One deployment's figures; ``success_rate`` is None without an upstream outcome."""
 
     deployment: str
@@ -124,12 +138,6 @@ class DeploymentStats:
     judged: int
     fallback_answers: int
     hedges: int
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
 
     @property
     def success_rate(self) -> float | None:
@@ -175,8 +183,17 @@ class _Tally:
         self.completion_tokens += request.completion_tokens
         self.cost_usd += request.cost_usd
 
-    def p(self, q: float) -> float | None:
-        return percentile(self.latencies, q)
+    def stats(self, kind: type[_Stats], **counts: Any) -> _Stats:
+        """``kind`` with these figures and the ``counts`` only it has."""
+        return kind(
+            p50_ms=percentile(self.latencies, 50),
+            p95_ms=percentile(self.latencies, 95),
+            p99_ms=percentile(self.latencies, 99),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost_usd=round(self.cost_usd, 10),
+            **counts,
+        )
 
 
 def compute_stats(window: Window, *, since: float, until: float) -> StatsReport:
@@ -207,24 +224,20 @@ def compute_stats(window: Window, *, since: float, until: float) -> StatsReport:
         since=since,
         until=until,
         routes=tuple(
-            RouteStats(
+            t.stats(
+                RouteStats,
                 route=name,
                 requests=t.requests,
                 success=t.success,
                 fallback=t.fallback,
                 degraded=t.degraded,
                 errors=t.errors,
-                p50_ms=t.p(50),
-                p95_ms=t.p(95),
-                p99_ms=t.p(99),
-                prompt_tokens=t.prompt_tokens,
-                completion_tokens=t.completion_tokens,
-                cost_usd=round(t.cost_usd, 10),
             )
             for name, t in sorted(routes.items())
         ),
         deployments=tuple(
-            DeploymentStats(
+            t.stats(
+                DeploymentStats,
                 deployment=name,
                 attempts=t.attempts,
                 answered=t.requests,
@@ -232,12 +245,6 @@ def compute_stats(window: Window, *, since: float, until: float) -> StatsReport:
                 judged=t.judged,
                 fallback_answers=t.fallback,
                 hedges=t.hedges,
-                p50_ms=t.p(50),
-                p95_ms=t.p(95),
-                p99_ms=t.p(99),
-                prompt_tokens=t.prompt_tokens,
-                completion_tokens=t.completion_tokens,
-                cost_usd=round(t.cost_usd, 10),
             )
             for name, t in sorted(deployments.items())
         ),
@@ -263,8 +270,23 @@ def _ms(value: float | None) -> str:
     return f"{value:.0f} ms" if value < 10_000 else f"{value / 1000:.1f} s"
 
 
-def _tokens(prompt: int, completion: int) -> str:
-    return f"{prompt + completion:,}"
+def _table(title: str, columns: Sequence[str]) -> Table:
+    """A table of ``columns`` then the latency and cost ones; only the first is left-aligned."""
+    table = Table(title=title)
+    for position, column in enumerate((*columns, "p50", "p95", "p99", "tokens", "cost $")):
+        table.add_column(column, justify="left" if position == 0 else "right")
+    return table
+
+
+def _figure_cells(stats: _Figures) -> tuple[str, ...]:
+    """The cells under the latency and cost columns of :func:`_table`."""
+    return (
+        _ms(stats.p50_ms),
+        _ms(stats.p95_ms),
+        _ms(stats.p99_ms),
+        f"{stats.prompt_tokens + stats.completion_tokens:,}",
+        f"{stats.cost_usd:.4f}",
+    )
 
 
 def render_stats(report: StatsReport, console: Console, *, title: str = "") -> None:
@@ -274,11 +296,7 @@ def render_stats(report: StatsReport, console: Console, *, title: str = "") -> N
     if not report.routes:
         console.print(f"{heading}: no request in this window.")
         return
-    routes = Table(title=heading)
-    for column in ("route", "requests", "success", "fallback", "degraded", "errors"):
-        routes.add_column(column, justify="left" if column == "route" else "right")
-    for column in ("p50", "p95", "p99", "tokens", "cost $"):
-        routes.add_column(column, justify="right")
+    routes = _table(heading, ("route", "requests", "success", "fallback", "degraded", "errors"))
     for r in report.routes:
         routes.add_row(
             r.route,
@@ -287,18 +305,12 @@ def render_stats(report: StatsReport, console: Console, *, title: str = "") -> N
             _percent(r.fallback_rate),
             _percent(r.degraded_rate),
             _percent(r.error_rate),
-            _ms(r.p50_ms),
-            _ms(r.p95_ms),
-            _ms(r.p99_ms),
-            _tokens(r.prompt_tokens, r.completion_tokens),
-            f"{r.cost_usd:.4f}",
+            *_figure_cells(r),
         )
     console.print(routes)
-    deployments = Table(title="deployments")
-    for column in ("deployment", "attempts", "answered", "success", "as fallback", "hedges"):
-        deployments.add_column(column, justify="left" if column == "deployment" else "right")
-    for column in ("p50", "p95", "p99", "tokens", "cost $"):
-        deployments.add_column(column, justify="right")
+    deployments = _table(
+        "deployments", ("deployment", "attempts", "answered", "success", "as fallback", "hedges")
+    )
     for d in report.deployments:
         deployments.add_row(
             d.deployment,
@@ -307,11 +319,7 @@ def render_stats(report: StatsReport, console: Console, *, title: str = "") -> N
             _percent(d.success_rate),
             str(d.fallback_answers),
             str(d.hedges),
-            _ms(d.p50_ms),
-            _ms(d.p95_ms),
-            _ms(d.p99_ms),
-            _tokens(d.prompt_tokens, d.completion_tokens),
-            f"{d.cost_usd:.4f}",
+            *_figure_cells(d),
         )
     console.print(deployments)
 

@@ -16,7 +16,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,10 +33,13 @@ __all__ = [
     "Window",
     "attempt_from_values",
     "attempt_values",
+    "batch_values",
     "describe_url",
     "open_store",
+    "request_from_values",
     "request_values",
     "row_from_values",
+    "window_from_values",
 ]
 
 
@@ -152,3 +155,24 @@ def split(rows: Sequence[Row]) -> tuple[list[RequestRow], list[AttemptRow]]:
     attempts = [attempt for request in requests for attempt in request.attempts]
     attempts += [row for row in rows if isinstance(row, AttemptRow)]
     return requests, attempts
+
+
+def batch_values(rows: Sequence[Row]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """A batch as the values of its request inserts and of its attempt writes, in order."""
+    requests, attempts = split(rows)
+    return [request_values(r) for r in requests], [attempt_values(a) for a in attempts]
+
+
+def request_from_values(request: Sequence[Any], attempts: Iterable[Sequence[Any]]) -> RequestRow:
+    """A request read back with its attempts (rows of the columns, as a driver returns them)."""
+    return row_from_values(request).with_attempts([attempt_from_values(a) for a in attempts])
+
+
+def window_from_values(
+    requests: Iterable[Sequence[Any]], attempts: Iterable[Sequence[Any]]
+) -> Window:
+    """A window read back (rows of the columns, as a driver returns them)."""
+    return Window(
+        tuple(row_from_values(r) for r in requests),
+        tuple(attempt_from_values(a) for a in attempts),
+    )

@@ -17,21 +17,11 @@ from typing import Any
 import orjson
 
 from failover.config import DeploymentConfig
-from failover.errors import MalformedResponse, UpstreamConnectionError, UpstreamError
-from failover.providers.classify import classify_event
-from failover.providers.http import HttpClient, UpstreamResponse
-from failover.providers.openai_shapes import (
-    arguments_json,
-    choice,
-    chunk,
-    completion,
-    content_parts,
-    content_text,
-    new_id,
-    parse_arguments,
-    parse_data_url,
-    usage_chunk,
-)
+from failover.errors import MalformedResponse, UpstreamConnectionError
+from failover.providers import openai_shapes as shapes
+from failover.providers.adapter import HttpAdapter
+from failover.providers.http import HttpClient, UpstreamResponse, api_key
+from failover.providers.sse import event_object
 from failover.types import ChatRequest, Completion, StreamChunk, Usage
 
 __all__ = ["AnthropicProvider", "from_anthropic", "to_anthropic"]
@@ -50,80 +40,55 @@ _FINISH_REASONS = {
 }
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpAdapter):
     """A deployment on Anthropic's Messages API."""
 
-    __slots__ = ("_deployment", "_endpoint", "_messages_url", "_models_url")
+    __slots__ = ("_messages_url",)
 
     def __init__(self, deployment: DeploymentConfig, http: HttpClient) -> None:
-        self._deployment = deployment
-        key = deployment.api_key.get_secret_value() if deployment.api_key is not None else ""
+        key = api_key(deployment)
         headers = {"anthropic-version": ANTHROPIC_VERSION}
         if key:
             headers["x-api-key"] = key
-        self._endpoint = http.endpoint(deployment, headers)
+        super().__init__(deployment, http, headers)
         self._messages_url = self._endpoint.url("/messages")
-        self._models_url = self._endpoint.url("/models")
-
-    @property
-    def deployment(self) -> DeploymentConfig:
-        return self._deployment
 
     async def complete(self, request: ChatRequest) -> Completion:
         """One message, as a ``chat.completion``."""
         body = orjson.dumps(to_anthropic(request, self._deployment.model, stream=False))
-        async with self._endpoint.request("POST", self._messages_url, body) as response:
-            if not response.ok:
-                raise await response.error()
-            payload = await response.json()
+        payload = await self._endpoint.post_json(self._messages_url, body)
         if isinstance(payload, dict) and payload.get("type") == "error":
-            raise self._event_error(payload)
+            raise self._endpoint.event_error(payload)
         return from_anthropic(payload, self._deployment.model, self._endpoint.name)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """The message's events as ``chat.completion.chunk`` dicts."""
         body = orjson.dumps(to_anthropic(request, self._deployment.model, stream=True))
-        endpoint = self._endpoint
-        async with endpoint.request("POST", self._messages_url, body, stream=True) as response:
-            if not response.ok:
-                raise await response.error()
+        async with self._endpoint.post_stream(self._messages_url, body) as response:
             async for item in self._chunks(response):
                 yield item
-
-    async def probe(self) -> None:
-        """``GET {base}/models``: reachable, and the key is accepted."""
-        async with self._endpoint.request("GET", self._models_url) as response:
-            await response.raise_for_status()
-            await response.read()
 
     async def _chunks(self, response: UpstreamResponse) -> AsyncIterator[StreamChunk]:
         name = self._endpoint.name
         model = self._deployment.model
-        message_id = new_id("msg_")
+        message_id = shapes.new_id("msg_")
         created = int(time.time())
         prompt_tokens = completion_tokens = 0
         finish_reason = "stop"
         tool_index: dict[int, int] = {}  # content block index -> tool call index
         async for event in response.events():
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise MalformedResponse(
-                    "a stream event is not valid JSON", deployment=name, status=200
-                ) from None
-            if not isinstance(data, dict):
-                raise MalformedResponse("a stream event is not an object", deployment=name)
+            data = event_object(event, name)
             kind = data.get("type") or event.event
             if kind == "content_block_delta":
                 delta = data.get("delta") or {}
                 if delta.get("type") == "text_delta":
                     if text := delta.get("text"):
-                        yield chunk(message_id, model, created, {"content": text})
+                        yield shapes.chunk(message_id, model, created, {"content": text})
                 elif delta.get("type") == "input_json_delta":
                     index = tool_index.get(data.get("index", -1))
                     if index is not None and (partial := delta.get("partial_json")):
                         call = {"index": index, "function": {"arguments": partial}}
-                        yield chunk(message_id, model, created, {"tool_calls": [call]})
+                        yield shapes.chunk(message_id, model, created, {"tool_calls": [call]})
                 # thinking, signature and citation deltas have no OpenAI chunk field.
             elif kind == "content_block_start":
                 block = data.get("content_block") or {}
@@ -131,19 +96,19 @@ class AnthropicProvider:
                     index = tool_index[data.get("index", len(tool_index))] = len(tool_index)
                     call = {
                         "index": index,
-                        "id": block.get("id") or new_id("toolu_"),
+                        "id": block.get("id") or shapes.new_id("toolu_"),
                         "type": "function",
                         "function": {"name": block.get("name", ""), "arguments": ""},
                     }
-                    yield chunk(message_id, model, created, {"tool_calls": [call]})
+                    yield shapes.chunk(message_id, model, created, {"tool_calls": [call]})
                 elif block.get("type") == "text" and (text := block.get("text")):
-                    yield chunk(message_id, model, created, {"content": text})
+                    yield shapes.chunk(message_id, model, created, {"content": text})
             elif kind == "message_start":
                 message = data.get("message") or {}
                 message_id = message.get("id") or message_id
                 model = message.get("model") or model
                 prompt_tokens, completion_tokens = _usage_counts(message.get("usage"))
-                yield chunk(message_id, model, created, {"role": "assistant", "content": ""})
+                yield shapes.chunk(message_id, model, created, {"role": "assistant", "content": ""})
             elif kind == "message_delta":
                 reason = (data.get("delta") or {}).get("stop_reason")
                 if reason:
@@ -155,20 +120,14 @@ class AnthropicProvider:
                 if isinstance(usage.get("input_tokens"), int):
                     prompt_tokens, _ = _usage_counts(usage)
             elif kind == "message_stop":
-                yield chunk(message_id, model, created, {}, finish_reason=finish_reason)
+                yield shapes.chunk(message_id, model, created, {}, finish_reason=finish_reason)
                 usage_total = Usage(prompt_tokens, completion_tokens)
-                yield usage_chunk(message_id, model, created, usage_total)
+                yield shapes.usage_chunk(message_id, model, created, usage_total)
                 return
             elif kind == "error":
-                raise self._event_error(data)
+                raise self._endpoint.event_error(data)
             # ping, content_block_stop and event types added later carry nothing for us.
         raise UpstreamConnectionError("stream cut: it ended without message_stop", deployment=name)
-
-    def _event_error(self, payload: Any) -> UpstreamError:
-        endpoint = self._endpoint
-        return classify_event(
-            payload, deployment=endpoint.name, redact=endpoint.redact, now=time.time()
-        )
 
     def __repr__(self) -> str:
         return f"<AnthropicProvider {self._endpoint.name!r} {self._deployment.model}>"
@@ -177,14 +136,10 @@ class AnthropicProvider:
 def to_anthropic(request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
     """The Messages API body for an OpenAI-style request."""
     params = request.params
-    system: list[str] = []
+    system, turns = shapes.split_system(request.messages)
     messages: list[dict[str, Any]] = []
-    for message in request.messages:
+    for message in turns:
         role = message.get("role")
-        if role in ("system", "developer"):
-            if text := content_text(message.get("content")):
-                system.append(text)
-            continue
         if role == "assistant":
             blocks = _assistant_blocks(message)
         elif role == "tool":
@@ -193,7 +148,7 @@ def to_anthropic(request: ChatRequest, model: str, *, stream: bool) -> dict[str,
                 {
                     "type": "tool_result",
                     "tool_use_id": message.get("tool_call_id") or "",
-                    "content": content_text(message.get("content")),
+                    "content": shapes.content_text(message.get("content")),
                 }
             ]
         else:
@@ -208,7 +163,7 @@ def to_anthropic(request: ChatRequest, model: str, *, stream: bool) -> dict[str,
 
     body: dict[str, Any] = {"model": model, "messages": messages}
     if system:
-        body["system"] = "\n\n".join(system)
+        body["system"] = system
     max_tokens = params.get("max_completion_tokens") or params.get("max_tokens")
     body["max_tokens"] = max_tokens if isinstance(max_tokens, int) else DEFAULT_MAX_TOKENS
     if (temperature := params.get("temperature")) is not None:
@@ -249,20 +204,20 @@ def from_anthropic(payload: Any, model: str, deployment: str) -> Completion:
         elif block.get("type") == "tool_use":
             tool_calls.append(
                 {
-                    "id": block.get("id") or new_id("toolu_"),
+                    "id": block.get("id") or shapes.new_id("toolu_"),
                     "type": "function",
                     "function": {
                         "name": block.get("name", ""),
-                        "arguments": arguments_json(block.get("input")),
+                        "arguments": shapes.arguments_json(block.get("input")),
                     },
                 }
             )
     finish = _FINISH_REASONS.get(payload.get("stop_reason") or "end_turn", "stop")
     text = "".join(texts)
-    return completion(
-        id=payload.get("id") or new_id("msg_"),
+    return shapes.completion(
+        id=payload.get("id") or shapes.new_id("msg_"),
         model=payload.get("model") or model,
-        choices=[choice(0, text if text or not tool_calls else None, tool_calls, finish)],
+        choices=[shapes.choice(0, text if text or not tool_calls else None, tool_calls, finish)],
         usage=Usage(*_usage_counts(payload.get("usage"))),
     )
 
@@ -281,22 +236,16 @@ def _usage_counts(usage: Any) -> tuple[int, int]:
 
 
 def _user_blocks(content: Any) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
-    for part in content_parts(content):
-        kind = part.get("type")
-        if kind in ("text", "input_text"):
-            if text := part.get("text"):
-                blocks.append({"type": "text", "text": text})
-        elif kind == "image_url":
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
-            if isinstance(url, str):
-                blocks.append({"type": "image", "source": _image_source(url)})
-    return blocks
+    return [
+        {"type": "text", "text": value}
+        if kind == "text"
+        else {"type": "image", "source": _image_source(value)}
+        for kind, value in shapes.text_and_images(content)
+    ]
 
 
 def _image_source(url: str) -> dict[str, Any]:
-    data = parse_data_url(url)
+    data = shapes.parse_data_url(url)
     if data is not None:
         return {"type": "base64", "media_type": data[0], "data": data[1]}
     return {"type": "url", "url": url}
@@ -304,7 +253,7 @@ def _image_source(url: str) -> dict[str, Any]:
 
 def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    if text := content_text(message.get("content")):
+    if text := shapes.content_text(message.get("content")):
         blocks.append({"type": "text", "text": text})
     for call in message.get("tool_calls") or ():
         if not isinstance(call, dict):
@@ -313,9 +262,9 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
         blocks.append(
             {
                 "type": "tool_use",
-                "id": call.get("id") or new_id("toolu_"),
+                "id": call.get("id") or shapes.new_id("toolu_"),
                 "name": function.get("name", ""),
-                "input": parse_arguments(function.get("arguments")),
+                "input": shapes.parse_arguments(function.get("arguments")),
             }
         )
     return blocks

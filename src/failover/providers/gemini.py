@@ -21,21 +21,11 @@ from typing import Any
 import orjson
 
 from failover.config import DeploymentConfig
-from failover.errors import MalformedResponse, UpstreamConnectionError, UpstreamError
-from failover.providers.classify import classify_event
-from failover.providers.http import HttpClient, UpstreamResponse
-from failover.providers.openai_shapes import (
-    arguments_json,
-    choice,
-    chunk,
-    completion,
-    content_parts,
-    content_text,
-    new_id,
-    parse_arguments,
-    parse_data_url,
-    usage_chunk,
-)
+from failover.errors import MalformedResponse, UpstreamConnectionError
+from failover.providers import openai_shapes as shapes
+from failover.providers.adapter import HttpAdapter
+from failover.providers.http import HttpClient, UpstreamResponse, api_key
+from failover.providers.sse import event_object
 from failover.types import ChatRequest, Completion, StreamChunk, Usage
 
 __all__ = ["GeminiProvider", "from_gemini", "to_gemini"]
@@ -59,75 +49,51 @@ _SKIP_SIGNATURE = "skip_thought_signature_validator"
 _UNSUPPORTED_SCHEMA_KEYS = frozenset({"$schema", "additionalProperties", "strict", "$id"})
 
 
-class GeminiProvider:
+class GeminiProvider(HttpAdapter):
     """A deployment on the Gemini API (Google AI Studio)."""
 
-    __slots__ = ("_deployment", "_endpoint", "_generate_url", "_models_url", "_stream_url")
+    __slots__ = ("_generate_url", "_stream_url")
 
     def __init__(self, deployment: DeploymentConfig, http: HttpClient) -> None:
-        self._deployment = deployment
-        key = deployment.api_key.get_secret_value() if deployment.api_key is not None else ""
+        key = api_key(deployment)
         # The key goes in a header, never in the URL, so no URL in any message can leak it.
-        self._endpoint = http.endpoint(deployment, {"x-goog-api-key": key} if key else {})
+        super().__init__(deployment, http, {"x-goog-api-key": key} if key else {})
         model = deployment.model.removeprefix("models/")
         self._generate_url = self._endpoint.url(f"/models/{model}:generateContent")
         self._stream_url = self._endpoint.url(f"/models/{model}:streamGenerateContent?alt=sse")
-        self._models_url = self._endpoint.url("/models")
-
-    @property
-    def deployment(self) -> DeploymentConfig:
-        return self._deployment
 
     async def complete(self, request: ChatRequest) -> Completion:
         """One ``generateContent`` answer as a ``chat.completion``."""
         body = orjson.dumps(to_gemini(request))
-        async with self._endpoint.request("POST", self._generate_url, body) as response:
-            if not response.ok:
-                raise await response.error()
-            payload = await response.json()
+        payload = await self._endpoint.post_json(self._generate_url, body)
         if isinstance(payload, dict) and payload.get("error"):
-            raise self._event_error(payload)
+            raise self._endpoint.event_error(payload)
         return from_gemini(payload, self._deployment.model, self._endpoint.name)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """The ``streamGenerateContent`` answers as ``chat.completion.chunk`` dicts."""
         body = orjson.dumps(to_gemini(request))
-        async with self._endpoint.request("POST", self._stream_url, body, stream=True) as response:
-            if not response.ok:
-                raise await response.error()
+        async with self._endpoint.post_stream(self._stream_url, body) as response:
             async for item in self._chunks(response):
                 yield item
-
-    async def probe(self) -> None:
-        """``GET {base}/models``: reachable, and the key is accepted."""
-        async with self._endpoint.request("GET", self._models_url) as response:
-            await response.raise_for_status()
-            await response.read()
 
     async def _chunks(self, response: UpstreamResponse) -> AsyncIterator[StreamChunk]:
         name = self._endpoint.name
         model = self._deployment.model
-        stream_id = new_id("chatcmpl-")
+        stream_id = shapes.new_id("chatcmpl-")
         created = int(time.time())
         started = False
         finish: dict[int, str] = {}
         tool_counts: dict[int, int] = {}
         usage = Usage()
         async for event in response.events():
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise MalformedResponse(
-                    "a stream event is not valid JSON", deployment=name, status=200
-                ) from None
-            if not isinstance(data, dict):
-                raise MalformedResponse("a stream event is not an object", deployment=name)
+            data = event_object(event, name)
             if data.get("error"):
-                raise self._event_error(data)
+                raise self._endpoint.event_error(data)
             if not started:
                 started = True
                 stream_id = _completion_id(data.get("responseId")) or stream_id
-                yield chunk(stream_id, model, created, {"role": "assistant", "content": ""})
+                yield shapes.chunk(stream_id, model, created, {"role": "assistant", "content": ""})
             if isinstance(metadata := data.get("usageMetadata"), dict):
                 usage = _usage(metadata)
             candidates = data.get("candidates")
@@ -142,12 +108,12 @@ class GeminiProvider:
                 index = candidate.get("index", 0)
                 text, calls = _parts(candidate)
                 if text:
-                    yield chunk(stream_id, model, created, {"content": text}, index=index)
+                    yield shapes.chunk(stream_id, model, created, {"content": text}, index=index)
                 for call in calls:
                     position = tool_counts.get(index, 0)
                     tool_counts[index] = position + 1
                     delta = {"tool_calls": [{"index": position, **call}]}
-                    yield chunk(stream_id, model, created, delta, index=index)
+                    yield shapes.chunk(stream_id, model, created, delta, index=index)
                 if reason := candidate.get("finishReason"):
                     finish[index] = _finish_reason(reason, bool(tool_counts.get(index)))
         if not finish:
@@ -155,14 +121,8 @@ class GeminiProvider:
                 "stream cut: it ended before any finishReason", deployment=name
             )
         for index, reason in sorted(finish.items()):
-            yield chunk(stream_id, model, created, {}, index=index, finish_reason=reason)
-        yield usage_chunk(stream_id, model, created, usage)
-
-    def _event_error(self, payload: Any) -> UpstreamError:
-        endpoint = self._endpoint
-        return classify_event(
-            payload, deployment=endpoint.name, redact=endpoint.redact, now=time.time()
-        )
+            yield shapes.chunk(stream_id, model, created, {}, index=index, finish_reason=reason)
+        yield shapes.usage_chunk(stream_id, model, created, usage)
 
     def __repr__(self) -> str:
         return f"<GeminiProvider {self._endpoint.name!r} {self._deployment.model}>"
@@ -171,15 +131,11 @@ class GeminiProvider:
 def to_gemini(request: ChatRequest) -> dict[str, Any]:
     """The ``generateContent`` body for an OpenAI-style request."""
     params = request.params
-    system: list[str] = []
+    system, turns = shapes.split_system(request.messages)
     contents: list[dict[str, Any]] = []
     call_names: dict[str, str] = {}  # tool call id -> function name, for functionResponse
-    for message in request.messages:
+    for message in turns:
         role = message.get("role")
-        if role in ("system", "developer"):
-            if text := content_text(message.get("content")):
-                system.append(text)
-            continue
         if role == "assistant":
             role = "model"
             parts = _model_parts(message, call_names)
@@ -201,7 +157,7 @@ def to_gemini(request: ChatRequest) -> dict[str, Any]:
 
     body: dict[str, Any] = {"contents": contents}
     if system:
-        body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
+        body["systemInstruction"] = {"parts": [{"text": system}]}
     config = _generation_config(params)
     if config:
         body["generationConfig"] = config
@@ -219,13 +175,13 @@ def from_gemini(payload: Any, model: str, deployment: str) -> Completion:
     if not isinstance(payload, dict):
         raise MalformedResponse("the answer is not an object", deployment=deployment, status=200)
     usage = _usage(payload.get("usageMetadata"))
-    response_id = _completion_id(payload.get("responseId")) or new_id("chatcmpl-")
+    response_id = _completion_id(payload.get("responseId")) or shapes.new_id("chatcmpl-")
     candidates = payload.get("candidates")
     if not candidates:
         if (payload.get("promptFeedback") or {}).get("blockReason"):
             # The prompt itself was blocked: a finished, filtered answer, not a broken one.
-            filtered = [choice(0, None, [], "content_filter")]
-            return completion(id=response_id, model=model, choices=filtered, usage=usage)
+            filtered = [shapes.choice(0, None, [], "content_filter")]
+            return shapes.completion(id=response_id, model=model, choices=filtered, usage=usage)
         raise MalformedResponse("the answer has no candidates", deployment=deployment, status=200)
     choices = []
     for position, candidate in enumerate(candidates):
@@ -235,10 +191,10 @@ def from_gemini(payload: Any, model: str, deployment: str) -> Completion:
         reason = _finish_reason(candidate.get("finishReason") or "STOP", bool(tool_calls))
         content = text if text or not tool_calls else None
         index = candidate.get("index", position)
-        choices.append(choice(index, content, tool_calls, reason))
+        choices.append(shapes.choice(index, content, tool_calls, reason))
     if not choices:
         raise MalformedResponse("the answer has no candidates", deployment=deployment, status=200)
-    return completion(id=response_id, model=model, choices=choices, usage=usage)
+    return shapes.completion(id=response_id, model=model, choices=choices, usage=usage)
 
 
 def _parts(candidate: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -253,11 +209,11 @@ def _parts(candidate: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             texts.append(part["text"])
         elif isinstance(call := part.get("functionCall"), dict):
             tool_call: dict[str, Any] = {
-                "id": call.get("id") or new_id("call_"),
+                "id": call.get("id") or shapes.new_id("call_"),
                 "type": "function",
                 "function": {
                     "name": call.get("name", ""),
-                    "arguments": arguments_json(call.get("args")),
+                    "arguments": shapes.arguments_json(call.get("args")),
                 },
             }
             if isinstance(signature := part.get("thoughtSignature"), str):
@@ -290,28 +246,22 @@ def _completion_id(response_id: Any) -> str | None:
 
 
 def _user_parts(content: Any) -> list[dict[str, Any]]:
-    parts: list[dict[str, Any]] = []
-    for part in content_parts(content):
-        kind = part.get("type")
-        if kind in ("text", "input_text"):
-            if text := part.get("text"):
-                parts.append({"text": text})
-        elif kind == "image_url":
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
-            if not isinstance(url, str):
-                continue
-            data = parse_data_url(url)
-            if data is not None:
-                parts.append({"inlineData": {"mimeType": data[0], "data": data[1]}})
-            else:
-                parts.append({"fileData": {"mimeType": _guess_image_type(url), "fileUri": url}})
-    return parts
+    return [
+        {"text": value} if kind == "text" else _image_part(value)
+        for kind, value in shapes.text_and_images(content)
+    ]
+
+
+def _image_part(url: str) -> dict[str, Any]:
+    data = shapes.parse_data_url(url)
+    if data is not None:
+        return {"inlineData": {"mimeType": data[0], "data": data[1]}}
+    return {"fileData": {"mimeType": _guess_image_type(url), "fileUri": url}}
 
 
 def _model_parts(message: dict[str, Any], call_names: dict[str, str]) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
-    if text := content_text(message.get("content")):
+    if text := shapes.content_text(message.get("content")):
         parts.append({"text": text})
     first_call = True
     for call in message.get("tool_calls") or ():
@@ -322,7 +272,10 @@ def _model_parts(message: dict[str, Any], call_names: dict[str, str]) -> list[di
         if call.get("id"):
             call_names[call["id"]] = name
         part: dict[str, Any] = {
-            "functionCall": {"name": name, "args": parse_arguments(function.get("arguments"))}
+            "functionCall": {
+                "name": name,
+                "args": shapes.parse_arguments(function.get("arguments")),
+            }
         }
         signature = ((call.get("extra_content") or {}).get("google") or {}).get("thought_signature")
         if isinstance(signature, str):
@@ -338,7 +291,7 @@ def _model_parts(message: dict[str, Any], call_names: dict[str, str]) -> list[di
 
 def _response_object(content: Any) -> dict[str, Any]:
     """A tool result as the object ``functionResponse.response`` must be."""
-    text = content_text(content)
+    text = shapes.content_text(content)
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:

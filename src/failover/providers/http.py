@@ -22,6 +22,7 @@ half-read connection is never reused.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import time
@@ -42,11 +43,11 @@ from failover.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from failover.providers.classify import classify_response
+from failover.providers.classify import classify_event, classify_response
 from failover.providers.redact import Redactor
 from failover.providers.sse import SSEEvent, iter_events
 
-__all__ = ["Endpoint", "HttpClient", "UpstreamResponse"]
+__all__ = ["Endpoint", "HttpClient", "UpstreamResponse", "api_key"]
 
 logger = logging.getLogger("failover.providers")
 
@@ -119,7 +120,6 @@ class HttpClient:
         The deployment's key is what the endpoint's redactor removes from every message.
         A deployment with ``verify_tls: false`` logs a WARNING here, once per construction.
         """
-        key = deployment.api_key.get_secret_value() if deployment.api_key is not None else ""
         return Endpoint(
             self,
             name=deployment.name or deployment.model,
@@ -127,7 +127,7 @@ class HttpClient:
             headers=headers,
             ssl_context=self._ssl_for(deployment),
             timeout=deployment.timeout,
-            redact=Redactor([key]),
+            redact=Redactor([api_key(deployment)]),
         )
 
     async def aclose(self) -> None:
@@ -251,6 +251,26 @@ class Endpoint:
         else:
             headers = self._post_stream if stream else self._post_json
         return Exchange(self, method, url, body, headers)
+
+    async def post_json(self, url: URL, body: bytes) -> Any:
+        """POST ``body`` and return the JSON answer; a non-2xx answer raises its classed error."""
+        async with self.request("POST", url, body) as response:
+            await response.raise_for_status()
+            return await response.json()
+
+    @contextlib.asynccontextmanager
+    async def post_stream(self, url: URL, body: bytes) -> AsyncIterator[UpstreamResponse]:
+        """POST ``body`` asking for an event stream; a non-2xx answer raises its classed error.
+
+        Leaving the block early (an error, a consumer that stopped reading) closes the connection.
+        """
+        async with self.request("POST", url, body, stream=True) as response:
+            await response.raise_for_status()
+            yield response
+
+    def event_error(self, payload: Any) -> UpstreamError:
+        """The classed error for an error object a provider sent inside a 200 or a stream."""
+        return classify_event(payload, deployment=self.name, redact=self.redact, now=time.time())
 
     def connection_error(self, exc: BaseException) -> UpstreamError:
         """Translate an aiohttp or socket exception into our tree (the one place it happens)."""
@@ -419,6 +439,11 @@ class UpstreamResponse:
 
     def __repr__(self) -> str:
         return f"<UpstreamResponse {self.status} {self.content_type} from {self._endpoint.name!r}>"
+
+
+def api_key(deployment: DeploymentConfig) -> str:
+    """The deployment's key in clear (``""`` without one): for its auth header, nowhere else."""
+    return deployment.api_key.get_secret_value() if deployment.api_key is not None else ""
 
 
 def _is_json(content_type: str) -> bool:

@@ -8,7 +8,6 @@ that ends without it was cut, and says so.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,8 +15,8 @@ import orjson
 
 from failover.config import DeploymentConfig
 from failover.errors import MalformedResponse, UpstreamConnectionError
-from failover.providers.classify import classify_event
-from failover.providers.http import Endpoint, HttpClient
+from failover.providers.adapter import HttpAdapter
+from failover.providers.http import HttpClient, api_key
 from failover.providers.openai_shapes import validate_completion
 from failover.types import ChatRequest, Completion, StreamChunk
 
@@ -26,38 +25,28 @@ __all__ = ["OpenAICompatProvider"]
 _DONE = "[DONE]"
 
 
-class OpenAICompatProvider:
+class OpenAICompatProvider(HttpAdapter):
     """A deployment that speaks OpenAI's ``POST {base}/chat/completions``.
 
     >>> provider = OpenAICompatProvider(deployment, http)  # doctest: +SKIP
     >>> (await provider.complete(ChatRequest(messages=[...])))["choices"][0]["message"]
     """
 
-    __slots__ = ("_chat_url", "_deployment", "_endpoint", "_models_url")
+    __slots__ = ("_chat_url",)
 
     def __init__(self, deployment: DeploymentConfig, http: HttpClient) -> None:
-        self._deployment = deployment
-        key = deployment.api_key.get_secret_value() if deployment.api_key is not None else ""
+        key = api_key(deployment)
         # No key (a local Ollama, an open server): no Authorization header at all.
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._endpoint: Endpoint = http.endpoint(deployment, headers)
+        super().__init__(deployment, http, {"Authorization": f"Bearer {key}"} if key else {})
         self._chat_url = self._endpoint.url("/chat/completions")
-        self._models_url = self._endpoint.url("/models")
-
-    @property
-    def deployment(self) -> DeploymentConfig:
-        return self._deployment
 
     async def complete(self, request: ChatRequest) -> Completion:
         """One completion, checked against SPEC rule 10."""
         body = self._body(request, stream=False)
-        async with self._endpoint.request("POST", self._chat_url, body) as response:
-            if not response.ok:
-                raise await response.error()
-            payload = await response.json()
+        payload = await self._endpoint.post_json(self._chat_url, body)
         if isinstance(payload, dict) and payload.get("error"):
             # OpenRouter and some proxies answer 200 with an error object.
-            raise self._event_error(payload)
+            raise self._endpoint.event_error(payload)
         return validate_completion(payload, self._endpoint.name)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
@@ -65,9 +54,7 @@ class OpenAICompatProvider:
         endpoint = self._endpoint
         body = self._body(request, stream=True)
         done = False
-        async with endpoint.request("POST", self._chat_url, body, stream=True) as response:
-            if not response.ok:
-                raise await response.error()
+        async with endpoint.post_stream(self._chat_url, body) as response:
             async for event in response.events():
                 data = event.data
                 if data == _DONE:
@@ -86,18 +73,12 @@ class OpenAICompatProvider:
                         "a stream event is not a JSON object", deployment=endpoint.name, status=200
                     )
                 if event.event == "error" or payload.get("error"):
-                    raise self._event_error(payload)
+                    raise endpoint.event_error(payload)
                 yield payload
         if not done:
             raise UpstreamConnectionError(
                 "stream cut: it ended without [DONE]", deployment=endpoint.name
             )
-
-    async def probe(self) -> None:
-        """``GET {base}/models``: reachable, and the key is accepted."""
-        async with self._endpoint.request("GET", self._models_url) as response:
-            await response.raise_for_status()
-            await response.read()
 
     def _body(self, request: ChatRequest, *, stream: bool) -> bytes:
         body: dict[str, Any] = dict(request.params)
@@ -115,12 +96,6 @@ class OpenAICompatProvider:
             body.pop("stream", None)
             body.pop("stream_options", None)
         return orjson.dumps(body)
-
-    def _event_error(self, payload: Any) -> Exception:
-        endpoint = self._endpoint
-        return classify_event(
-            payload, deployment=endpoint.name, redact=endpoint.redact, now=time.time()
-        )
 
     def __repr__(self) -> str:
         deployment = self._deployment

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -25,6 +26,8 @@ __all__ = [
     "new_id",
     "parse_arguments",
     "parse_data_url",
+    "split_system",
+    "text_and_images",
     "usage_chunk",
     "validate_completion",
 ]
@@ -137,6 +140,38 @@ def content_parts(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, list):
         return [part for part in content if isinstance(part, dict)]
     return [{"type": "text", "text": str(content)}]
+
+
+def split_system(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The system and developer messages' text, joined by blank lines, and the other messages.
+
+    For the APIs that take the system prompt apart from the turns.
+    """
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.get("role") not in ("system", "developer"):
+            turns.append(message)
+        elif text := content_text(message.get("content")):
+            system.append(text)
+    return "\n\n".join(system), turns
+
+
+def text_and_images(content: Any) -> Iterator[tuple[str, Any]]:
+    """A user ``content``'s parts as ``("text", text)`` and ``("image_url", url)``, in order.
+
+    Empty texts, image parts without a URL string and other kinds of part are left out.
+    """
+    for part in content_parts(content):
+        kind = part.get("type")
+        if kind in ("text", "input_text"):
+            if text := part.get("text"):
+                yield "text", text
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if isinstance(url, str):
+                yield "image_url", url
 
 
 def parse_data_url(url: str) -> tuple[str, str] | None:

@@ -16,8 +16,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["SSEEvent", "SSEParser", "iter_events"]
+import orjson
+
+from failover.errors import MalformedResponse
+
+__all__ = ["SSEEvent", "SSEParser", "event_object", "iter_events"]
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -122,3 +127,16 @@ async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
             yield event
     for event in parser.close():
         yield event
+
+
+def event_object(event: SSEEvent, deployment: str) -> dict[str, Any]:
+    """The event's data as a JSON object; anything else is a MalformedResponse."""
+    try:
+        data = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        raise MalformedResponse(
+            "a stream event is not valid JSON", deployment=deployment, status=200
+        ) from None
+    if not isinstance(data, dict):
+        raise MalformedResponse("a stream event is not an object", deployment=deployment)
+    return data
