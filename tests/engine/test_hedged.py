@@ -337,14 +337,6 @@ def test_a_deadline_passing_while_hedged_raises_with_deadline_passed() -> None:
     assert played.final == [("a", 0.0, 2.0, "cancelled"), ("b", 1.0, 2.0, "cancelled")]
 
 
-def test_auto_hedging_uses_the_lower_bound_for_now() -> None:
-    """hedge_after: auto hedges at the lower bound and reports no primary_timeout."""
-    a, b = FakeProvider("a", [ok(5.0)]), FakeProvider("b", [ok(0.1)])
-    played = play([a, b], route(["a", "b"], hedge_after="auto", hedge_bounds=(0.5, 3.0)))
-    assert played.final == [("a", 0.0, 0.6, "cancelled"), ("b", 0.5, 0.6, "success")]
-    assert played.observer.kinds() == []
-
-
 def test_the_request_task_is_the_only_one_left_after_an_answer() -> None:
     """No attempt task outlives a hedged request without finish_losers."""
     a, b = FakeProvider("a", [ok(3.0)]), FakeProvider("b", [ok(0.5)])

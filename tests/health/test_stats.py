@@ -74,3 +74,27 @@ def test_repr() -> None:
     window = OutcomeWindow(size=4, horizon=30)
     window.add(0.0, ok=True, latency=0.1)
     assert repr(window) == "<OutcomeWindow samples=1/4 horizon=30s>"
+
+
+def test_censored_samples_count_only_above_the_complete_quantile() -> None:
+    """A cancelled attempt below the complete samples' p95 is left out; one above it counts."""
+    window = OutcomeWindow()
+    for latency in [0.5] * 18 + [1.0] * 2:
+        window.add(0.0, ok=True, latency=latency)
+    for _ in range(30):
+        window.add(0.0, ok=None, latency=0.05)  # hedges that lost soon after they started
+    assert window.quantile(0.0, 0.95) == 1.0
+    window.add(0.0, ok=None, latency=4.0)
+    window.add(0.0, ok=None, latency=4.0)
+    assert window.quantile(0.0, 0.95) == 4.0
+
+
+def test_running_attempts_count_like_censored_samples() -> None:
+    """Elapsed times of running attempts lift the quantile when above it, and count as samples."""
+    window = OutcomeWindow()
+    for _ in range(19):
+        window.add(0.0, ok=True, latency=0.1)
+    assert window.quantile(0.0, 0.95, min_samples=20) is None
+    assert window.quantile(0.0, 0.95, running=[0.01], min_samples=20) is None
+    assert window.quantile(0.0, 0.95, running=[3.0], min_samples=20) == 0.1
+    assert window.quantile(0.0, 0.95, running=[3.0, 3.0], min_samples=20) == 3.0

@@ -12,6 +12,7 @@
     streaming.py   rule 8: failover until the commit; CommittedStream after it
     retrying.py    backoff with jitter, Retry-After, whether a failure is retried
     budget.py      RetryBudget: extra attempts capped at a ratio of first ones
+    adaptive.py    HedgeDelays: hedge_after auto, the running attempt's deployment's p95
     events.py      Event, EventKind, Observer: what the observability layer is told
     failure.py     failure_status: the HTTP status, code and Retry-After of an error
     default.py     the default response as a completion or as chunks

@@ -114,6 +114,8 @@ class Attempt(Generic[T]):
         A value is returned even when another attempt had already won (``won`` is then false and
         the value has been discarded).
         """
+        # While it runs, its elapsed time counts in its deployment's adaptive hedge delay.
+        self.run.delays.started(self.target.name, self, self.started)
         limit = self.started + self.target.timeout
         deadline_first = deadline_at is not None and deadline_at <= limit
         timer = asyncio.timeout_at(limit if deadline_at is None else min(limit, deadline_at))
@@ -203,6 +205,7 @@ class Attempt(Generic[T]):
 
     def _end(self) -> AttemptRecord:
         self.record.end = self.run.offset(self.run.clock.now())
+        self.run.delays.ended(self.target.name, self)
         return self.record
 
     def _failure_report(self, error: UpstreamError) -> Report:

@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from failover.clock import Clock, LoopClock
 from failover.config import DeploymentConfig, RouteConfig
+from failover.engine.adaptive import HedgeDelays
 from failover.engine.attempt import COMPLETE, Attempt, Work
 from failover.engine.default import default_chunks, default_completion
 from failover.engine.events import EventKind, Observer
@@ -43,7 +44,7 @@ from failover.errors import (
     RejectedError,
     UpstreamError,
 )
-from failover.health.base import Health
+from failover.health.base import Health, LatencyStats
 from failover.providers.base import ChatProvider
 from failover.types import ChatRequest, ChatResult, Usage
 
@@ -94,6 +95,8 @@ class Engine:
         self._losers = LoserPool(max_background)
         self._wall_clock = wall_clock
         self._routes: dict[str, RoutePlan] = {}
+        stats = health if isinstance(health, LatencyStats) else None
+        self._delays = HedgeDelays(stats, self._clock)
 
     @property
     def background(self) -> LoserPool:
@@ -186,6 +189,7 @@ class Engine:
             rng=self._rng,
             observer=self._observer,
             losers=self._losers,
+            delays=self._delays,
         )
 
     async def _race(self, run: RequestRun, work: Work[T]) -> Attempt[T] | None:

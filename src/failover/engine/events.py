@@ -12,7 +12,9 @@ Kinds, and the fields each one fills:
   failure. A loser that finishes in the background emits it when it ends, with outcome
   ``lost_completed`` or ``lost_failed``.
 - ``hedge_started``: ``deployment`` (the target started beside a late one), ``attempt``.
-- ``primary_timeout``: ``deployment`` (the first target, still running at a fixed ``hedge_after``).
+- ``primary_timeout``: ``deployment`` (the first target, still running at its hedge delay: the
+  fixed ``hedge_after``, or with ``auto`` the adaptive one; the observe layer alerts on the latter
+  only when the route's hedge rate is high).
 - ``bad_request_translation``: ``deployment`` (a target other than the route's first answered
   ``bad_request``: a translation gap is likely), ``error``.
 - ``all_failed``: ``error`` (the :class:`~failover.errors.AllTargetsFailed`,

@@ -1,7 +1,9 @@
 """Hedged routes (SPEC rule 3): targets race; the first success wins.
 
 The request starts its first target. When the attempt started last has not answered
-``hedge_after`` seconds after it started, the next target starts beside it (a *hedge*); when an
+``hedge_after`` seconds after it started (with ``auto``: its deployment's recent p95, within the
+route's bounds, :mod:`~failover.engine.adaptive`), the next target starts beside it (a *hedge*);
+when an
 attempt fails, the next target starts at once (a *fallback*). Retries on the same deployment
 happen only after every target has started, under rule 2's conditions, each after its backoff
 counted from its failure. A ``bad_request`` starts nothing new but cancels nothing (rule 9). At
@@ -68,7 +70,6 @@ class _Race(Generic[T]):
         self.run = run
         self.targets = targets
         self.work = work
-        self.hedge_after = run.route.hedge_after
         self.tasks: dict[asyncio.Task[None], Attempt[T]] = {}
         self.lanes = {target.name: _Lane() for target in targets}
         self.next = 0  # index in `targets` of the next target to start for the first time
@@ -94,8 +95,6 @@ class _Race(Generic[T]):
         run = self.run
         if not await self._start_next(hedge=False):
             return None
-        if run.route.fixed_hedge and self.primary is not None and self.hedge_after is not None:
-            self.primary_late_at = self.primary.started + self.hedge_after
         while True:
             ended = self._reap()
             if run.winner is not None:
@@ -247,12 +246,19 @@ class _Race(Generic[T]):
         return False
 
     def _launch(self, attempt: Attempt[T]) -> None:
+        first = self.primary is None
+        # The delay is read as the attempt starts (before its own task counts it as running).
+        delay = self.run.hedge_delay(attempt.target) if first or not self.all_started else None
         task = asyncio.get_running_loop().create_task(_perform(attempt, self.work))
         self.tasks[task] = attempt
-        if self.primary is None:
+        if first:
             self.primary = attempt
-        if self.hedge_after is not None and not self.all_started:
-            self.hedge_at = attempt.started + self.hedge_after
+            if delay is not None:
+                # primary_timeout: the observe layer alerts on it always for a fixed delay, and
+                # for `auto` only when the route hedges far more than the 5% it is meant to.
+                self.primary_late_at = attempt.started + delay
+        if delay is not None and not self.all_started:
+            self.hedge_at = attempt.started + delay
         else:
             self.hedge_at = None
 

@@ -37,8 +37,10 @@ class RoutePlan:
 
     ``names`` are the route's targets that may be called (deployments that are not configured
     are left out: they are never called), in route order; ``hedge_after`` is None for a
-    sequential route; ``fixed_hedge`` tells whether it is the configured number (``primary_timeout``
-    is reported only then).
+    sequential route. ``fixed_hedge`` tells whether it is the configured number; with
+    ``hedge_after: auto``, ``hedge_bounds`` holds the bounds the adaptive delay stays within
+    (:mod:`~failover.engine.adaptive`) and ``hedge_after`` the delay of a cold start (the upper
+    bound), so that ``hedge_after is None`` still means sequential.
     """
 
     config: RouteConfig
@@ -47,6 +49,7 @@ class RoutePlan:
     targets: Mapping[str, Target]
     hedge_after: float | None
     fixed_hedge: bool
+    hedge_bounds: tuple[float, float] | None
     budget: RetryBudget
 
     @classmethod
@@ -79,6 +82,7 @@ class RoutePlan:
             targets=targets,
             hedge_after=_hedge_delay(route),
             fixed_hedge=isinstance(route.hedge_after, float),
+            hedge_bounds=_auto_bounds(route),
             budget=RetryBudget.from_config(route.retry_budget),
         )
 
@@ -95,12 +99,17 @@ class RoutePlan:
         return self.config.default_response
 
 
+def _auto_bounds(route: RouteConfig) -> tuple[float, float] | None:
+    if route.hedge_after != "auto":
+        return None
+    return route.hedge_bounds or DEFAULT_HEDGE_BOUNDS
+
+
 def _hedge_delay(route: RouteConfig) -> float | None:
     if route.hedge_after is None:
         return None
     if route.hedge_after == "auto":
-        # Adaptive hedging (the deployment's recent p95, kept inside the bounds) is a later
-        # issue; until then `auto` hedges at the lower bound, a fixed and safe choice.
-        low, _high = route.hedge_bounds or DEFAULT_HEDGE_BOUNDS
-        return low
+        # The delay is adaptive (engine/adaptive.py); this is its cold start: the upper bound.
+        _low, high = route.hedge_bounds or DEFAULT_HEDGE_BOUNDS
+        return high
     return float(route.hedge_after)

@@ -11,6 +11,7 @@ import random
 from typing import Any
 
 from failover.clock import Clock
+from failover.engine.adaptive import HedgeDelays
 from failover.engine.attempt import Attempt
 from failover.engine.events import Event, EventKind, Observer, notify
 from failover.engine.losers import LoserPool
@@ -35,6 +36,7 @@ class RequestRun:
         "clock",
         "deadline_at",
         "deadline_passed",
+        "delays",
         "errors",
         "health",
         "losers",
@@ -61,6 +63,7 @@ class RequestRun:
         rng: random.Random,
         observer: Observer | None,
         losers: LoserPool,
+        delays: HedgeDelays,
     ) -> None:
         self.route = route
         self.request = request
@@ -70,6 +73,7 @@ class RequestRun:
         self.rng = rng
         self.observer = observer
         self.losers = losers
+        self.delays = delays
         self.t0 = clock.now()
         self.deadline_at = self.t0 + route.deadline
         self.records: list[AttemptRecord] = []
@@ -98,6 +102,15 @@ class RequestRun:
         at = self.offset(self.clock.now())
         event = Event(kind, self.route.name, self.request_id, at, deployment, attempt, error)
         notify(self.observer, event)
+
+    def hedge_delay(self, target: Target) -> float | None:
+        """Seconds an attempt of ``target`` starting now may run before the next one is started
+        beside it: the route's ``hedge_after``, or with ``auto`` its deployment's recent p95
+        within the route's bounds; None for a sequential route."""
+        bounds = self.route.hedge_bounds
+        if bounds is None:
+            return self.route.hedge_after
+        return self.delays.delay(target.name, bounds)
 
     async def admit(self, target: Target, *, retry: int, hedge: bool) -> Attempt[Any] | None:
         """Start an attempt of ``target`` if health admits it now; None when it does not.

@@ -12,11 +12,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from failover.errors import ErrorClass
 
-__all__ = ["Admission", "DeploymentState", "Health", "Plan", "Report"]
+__all__ = ["Admission", "DeploymentState", "Health", "LatencyStats", "Plan", "Report"]
 
 
 class DeploymentState(enum.StrEnum):
@@ -83,3 +83,17 @@ class Health(Protocol):
         ...
 
     async def report(self, admission: Admission, report: Report) -> None: ...
+
+
+@runtime_checkable
+class LatencyStats(Protocol):
+    """Recent latencies per deployment, which ``hedge_after: auto`` reads (optional for a
+    :class:`Health`; both backends keep them). See :class:`~failover.health.stats.OutcomeWindow`.
+    """
+
+    def latency_quantile(
+        self, deployment: str, q: float, *, running: Sequence[float] = (), min_samples: int = 1
+    ) -> float | None:
+        """The recent ``q`` quantile; ``running`` are elapsed times of attempts still running;
+        None with fewer than ``min_samples`` samples."""
+        ...

@@ -98,9 +98,17 @@ class MemoryHealth:
                     # An observer's bug must not fail the request whose outcome it was told.
                     logger.exception("health transition observer failed")
 
-    def latency_quantile(self, deployment: str, q: float) -> float | None:
-        """The recent ``q`` latency quantile of ``deployment`` (e.g. 0.95 for adaptive hedging)."""
-        return self.breaker(deployment).stats.quantile(self._clock.now(), q)
+    def latency_quantile(
+        self, deployment: str, q: float, *, running: Sequence[float] = (), min_samples: int = 1
+    ) -> float | None:
+        """The recent ``q`` latency quantile of ``deployment`` (e.g. 0.95 for adaptive hedging).
+
+        ``running``: elapsed times of its attempts still running (see
+        :class:`~failover.health.stats.OutcomeWindow`); None below ``min_samples`` samples.
+        """
+        return self.breaker(deployment).stats.quantile(
+            self._clock.now(), q, running=running, min_samples=min_samples
+        )
 
     def snapshot(self) -> dict[str, DeploymentStatus]:
         """Every deployment's status now, in config order (the rows of ``GET /v1/status``)."""

@@ -4,13 +4,18 @@ The window keeps at most ``size`` samples and forgets those older than ``horizon
 memory is bounded whatever the traffic and its figures say "recently", not "since start".
 
 Latency samples feed ``/v1/status`` and adaptive hedging (``hedge_after: auto`` waits for a
-deployment's p95). An attempt failover cancelled, or one that hit its own timeout, still counts as
-a latency sample of its elapsed time: it was at least that slow, and leaving it out would make the
-slow tail vanish from p95 exactly when hedging cuts it short.
+deployment's p95). An attempt that hit its own timeout counts as a sample of its elapsed time. An
+attempt failover cancelled, and one still running (the caller passes their elapsed times as
+``running``), is a *censored* sample: it took at least its elapsed time, how much longer nobody
+knows. Such a sample counts, at its elapsed time, in a quantile it is above (computed over the
+complete samples): leaving those out would make the slow tail vanish from p95 exactly when hedging
+cuts it short. One below that quantile is left out: a hedge cancelled 50 ms after it started tells
+only that it takes at least 50 ms, and counting it as a 50 ms answer would drag the estimate down.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -72,16 +77,48 @@ class OutcomeWindow:
         outcomes = [ok for _, ok, _ in self._recent(now) if ok is not None]
         return sum(outcomes) / len(outcomes) if outcomes else None
 
-    def quantile(self, now: float, q: float) -> float | None:
-        """The ``q`` latency quantile (nearest rank) in the window; None without samples."""
-        return self.quantiles(now, (q,))[0]
+    def quantile(
+        self, now: float, q: float, *, running: Sequence[float] = (), min_samples: int = 1
+    ) -> float | None:
+        """The ``q`` latency quantile (nearest rank) in the window; None without samples.
 
-    def quantiles(self, now: float, qs: Sequence[float]) -> tuple[float | None, ...]:
-        """Several latency quantiles at once (one sort)."""
-        values = sorted(lat for _, _, lat in self._recent(now) if lat is not None)
-        if not values:
-            return tuple(None for _ in qs)
-        return tuple(values[min(len(values), max(1, math.ceil(q * len(values)))) - 1] for q in qs)
+        ``running`` are the elapsed times of attempts still running (censored samples, like
+        cancelled ones); with fewer than ``min_samples`` samples counted the answer is None.
+        """
+        return self.quantiles(now, (q,), running=running, min_samples=min_samples)[0]
+
+    def quantiles(
+        self,
+        now: float,
+        qs: Sequence[float],
+        *,
+        running: Sequence[float] = (),
+        min_samples: int = 1,
+    ) -> tuple[float | None, ...]:
+        """Several latency quantiles at once (one sort of the complete samples)."""
+        oldest = now - self.horizon
+        complete: list[float] = []
+        censored: list[float] = [max(0.0, elapsed) for elapsed in running]
+        for at, ok, latency in self._samples:
+            if latency is None or at < oldest:
+                continue
+            if ok is None:
+                censored.append(latency)
+            else:
+                complete.append(latency)
+        complete.sort()
+        if not censored:
+            return tuple(_rank(complete, q, min_samples) for q in qs)
+        censored.sort()
+        answers: list[float | None] = []
+        for q in qs:
+            floor = _rank(complete, q, 1)
+            # Censored samples above the complete samples' quantile are in the tail whatever
+            # their true value: they count; those below it tell nothing yet (module docstring).
+            above = censored if floor is None else censored[bisect.bisect_right(censored, floor) :]
+            values = sorted(complete + above) if above else complete
+            answers.append(_rank(values, q, min_samples))
+        return tuple(answers)
 
     def summary(self, now: float) -> WindowSummary:
         """Sample count, success rate and latency p50/p95/p99 at ``now``."""
@@ -99,3 +136,10 @@ class OutcomeWindow:
 
     def __repr__(self) -> str:
         return f"<OutcomeWindow samples={len(self._samples)}/{self.size} horizon={self.horizon:g}s>"
+
+
+def _rank(values: Sequence[float], q: float, min_samples: int) -> float | None:
+    """The nearest-rank ``q`` quantile of sorted ``values``; None below ``min_samples`` values."""
+    if not values or len(values) < min_samples:
+        return None
+    return values[min(len(values), max(1, math.ceil(q * len(values)))) - 1]

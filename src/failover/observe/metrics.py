@@ -24,6 +24,7 @@ Labels hold route, deployment and outcome names only: no key, no client id.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -136,6 +137,10 @@ class Metrics:
             registry=registry,
         )
         self._states: dict[str, DeploymentState] = {}
+        # Each labelled series, looked up once: prometheus_client's labels() validates and locks
+        # on every call, a measurable share of a request's cost at thousands per second. The
+        # label values are route, deployment and outcome names: a small, fixed set.
+        self._series: dict[tuple[object, ...], Any] = {}
         for name in deployments:
             self.set_circuit(name, DeploymentState.AVAILABLE)
 
@@ -145,26 +150,34 @@ class Metrics:
         if kind is EventKind.ATTEMPT_ENDED and event.attempt is not None:
             record = event.attempt
             deployment = record.deployment
-            self.attempts.labels(event.route, deployment, record.outcome).inc()
+            self._series_of(self.attempts, event.route, deployment, record.outcome).inc()
             if record.end is not None:
-                self.attempt_duration.labels(event.route, deployment).observe(
+                self._series_of(self.attempt_duration, event.route, deployment).observe(
                     max(0.0, record.end - record.start)
                 )
             if record.hedge and record.outcome == AttemptOutcome.SUCCESS.value:
-                self.hedge_wins.labels(event.route, deployment).inc()
+                self._series_of(self.hedge_wins, event.route, deployment).inc()
         elif kind is EventKind.HEDGE_STARTED and event.deployment is not None:
-            self.hedges.labels(event.route, event.deployment).inc()
+            self._series_of(self.hedges, event.route, event.deployment).inc()
 
     def request_finished(
         self, *, route: str, outcome: str, latency: float, fallback_to: str | None
     ) -> None:
         """Count one answered request; ``fallback_to`` names the non-first target that answered."""
-        self.requests.labels(route, outcome).inc()
-        self.request_duration.labels(route).observe(max(0.0, latency))
+        self._series_of(self.requests, route, outcome).inc()
+        self._series_of(self.request_duration, route).observe(max(0.0, latency))
         if outcome == "degraded":
-            self.degraded.labels(route).inc()
+            self._series_of(self.degraded, route).inc()
         if fallback_to is not None:
-            self.fallbacks.labels(route, fallback_to).inc()
+            self._series_of(self.fallbacks, route, fallback_to).inc()
+
+    def _series_of(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered."""
+        key = (id(metric), *labels)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = metric.labels(*labels)
+        return series
 
     def set_circuit(self, deployment: str, state: DeploymentState | str) -> None:
         """Make ``state`` the deployment's current one in ``circuit_state``."""

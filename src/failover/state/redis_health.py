@@ -224,10 +224,18 @@ class RedisHealth:
                 )
             )
 
-    def latency_quantile(self, deployment: str, q: float) -> float | None:
-        """This gateway's recent ``q`` latency quantile of ``deployment`` (adaptive hedging)."""
+    def latency_quantile(
+        self, deployment: str, q: float, *, running: Sequence[float] = (), min_samples: int = 1
+    ) -> float | None:
+        """This gateway's recent ``q`` latency quantile of ``deployment`` (adaptive hedging).
+
+        ``running``: elapsed times of its attempts still running here; None below
+        ``min_samples`` samples.
+        """
         self._policy(deployment)
-        return self._stats[deployment].quantile(self._clock.now(), q)
+        return self._stats[deployment].quantile(
+            self._clock.now(), q, running=running, min_samples=min_samples
+        )
 
     def snapshot(self) -> dict[str, DeploymentStatus]:
         """Every deployment's status as last seen, in config order, without asking Redis."""
