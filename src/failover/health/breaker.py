@@ -10,6 +10,7 @@ alerts without the health code knowing any exporter.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from failover.health.base import Admission, DeploymentState, Report
 from failover.health.machine import BreakerPolicy, BreakerRecord, Effect
 from failover.health.stats import OutcomeWindow
 
-__all__ = ["CircuitBreaker", "DeploymentStatus", "Transition"]
+__all__ = ["CircuitBreaker", "DeploymentStatus", "Transition", "announce"]
 
 _WAITING = (DeploymentState.CIRCUIT_OPEN, DeploymentState.RATE_LIMITED)
 
@@ -236,3 +237,24 @@ class CircuitBreaker:
         if probing:
             parts.append("probing")
         return " ".join(parts) + ">"
+
+
+def announce(
+    transition: Transition,
+    observer: Callable[[Transition], None] | None,
+    logger: logging.Logger,
+) -> None:
+    """Log a deployment's change of state and tell ``observer``, whose bugs are logged only."""
+    logger.info(
+        "deployment %r: %s -> %s (%s)",
+        transition.deployment,
+        transition.before.value,
+        transition.after.value,
+        transition.error_class.value if transition.error_class else "success",
+    )
+    if observer is not None:
+        try:
+            observer(transition)
+        except Exception:
+            # An observer's bug must not fail the request whose outcome it was told.
+            logger.exception("health transition observer failed")

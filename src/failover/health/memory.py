@@ -16,7 +16,7 @@ from failover.clock import Clock
 from failover.config import DeploymentConfig, HealthConfig
 from failover.health import machine
 from failover.health.base import Admission, Plan, Report
-from failover.health.breaker import CircuitBreaker, DeploymentStatus, Transition
+from failover.health.breaker import CircuitBreaker, DeploymentStatus, Transition, announce
 from failover.health.machine import BreakerPolicy
 from failover.health.stats import OutcomeWindow
 
@@ -84,19 +84,7 @@ class MemoryHealth:
         """Feed one attempt's outcome to its deployment's health."""
         transition = self.breaker(admission.deployment).report(admission, report)
         if transition is not None:
-            logger.info(
-                "deployment %r: %s -> %s (%s)",
-                transition.deployment,
-                transition.before.value,
-                transition.after.value,
-                transition.error_class.value if transition.error_class else "success",
-            )
-            if self._on_transition is not None:
-                try:
-                    self._on_transition(transition)
-                except Exception:
-                    # An observer's bug must not fail the request whose outcome it was told.
-                    logger.exception("health transition observer failed")
+            announce(transition, self._on_transition, logger)
 
     def latency_quantile(
         self, deployment: str, q: float, *, running: Sequence[float] = (), min_samples: int = 1

@@ -40,7 +40,7 @@ from failover.config import DeploymentConfig, HealthConfig, StateConfig
 from failover.errors import ErrorClass
 from failover.health import machine
 from failover.health.base import Admission, DeploymentState, Plan, Report
-from failover.health.breaker import DeploymentStatus, Transition
+from failover.health.breaker import DeploymentStatus, Transition, announce
 from failover.health.machine import BreakerPolicy, BreakerRecord, Effect
 from failover.health.stats import OutcomeWindow
 from failover.state.redis_store import RedisHealthStore, StateUnavailable
@@ -214,14 +214,16 @@ class RedisHealth:
         self._sample(name, report)
         if before is not after:
             waiting = after in _WAITING
-            self._notify(
+            announce(
                 Transition(
                     deployment=name,
                     before=before,
                     after=after,
                     error_class=None if report.cancelled else report.error_class,
                     seconds=record.until - now if waiting else None,
-                )
+                ),
+                self._on_transition,
+                logger,
             )
 
     def latency_quantile(
@@ -381,21 +383,6 @@ class RedisHealth:
             p99=summary.p99,
             samples=summary.samples,
         )
-
-    def _notify(self, transition: Transition) -> None:
-        logger.info(
-            "deployment %r: %s -> %s (%s)",
-            transition.deployment,
-            transition.before.value,
-            transition.after.value,
-            transition.error_class.value if transition.error_class else "success",
-        )
-        if self._on_transition is not None:
-            try:
-                self._on_transition(transition)
-            except Exception:
-                # An observer's bug must not fail the request whose outcome it was told.
-                logger.exception("health transition observer failed")
 
     def __repr__(self) -> str:
         now = self._shared_now()
