@@ -435,7 +435,7 @@ def verdicts(results: dict[str, list[Figures]]) -> list[str]:
 
     mine = rps("failover") or 0.0
     lines = []
-    for target, share, label in (("aiohttp", 0.75, ">= 75% of aiohttp"), ("litellm", 30, ">= 30x")):
+    for target, share, label in (("aiohttp", 0.75, ">= 75% of"), ("litellm", 30, ">= 30x")):
         theirs = rps(target)
         if theirs:
             ratio = mine / theirs
