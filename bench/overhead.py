@@ -37,6 +37,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -117,13 +118,37 @@ def spawn(argv: list[str], log: Path, ready: str, cwd: Path | None = None) -> su
             text=True,
             cwd=cwd,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # its own process group: npx leaves node running otherwise
         )
     try:
         wait_ready(ready, process)
     except BaseException:
-        stop(process)
+        stop_group(process)
         raise
     return process
+
+
+def stop_group(process: subprocess.Popen[str]) -> None:
+    """SIGTERM to the process and everything it started, then SIGKILL after 10 s."""
+    if process.poll() is not None:
+        return
+    try:
+        leader = os.getpgid(process.pid) == process.pid
+    except ProcessLookupError:
+        leader = False
+    if not leader:  # started without a session of its own (the aiohttp proxy)
+        stop(process)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # children that outlived their parent
 
 
 GATEWAY_KEY = "sk-bench-gateway-key-0123456789"  # what clients present to the gateways
@@ -271,7 +296,7 @@ def start(target: str, upstream: str, work: Path) -> Running:
 
 def finish(running: Running) -> None:
     if running.process is not None:
-        stop(running.process)
+        stop_group(running.process)
     if running.run_dir is not None:
         shutil.rmtree(running.run_dir, ignore_errors=True)
 
