@@ -19,7 +19,7 @@ from failover.errors import ErrorClass
 from failover.health import machine
 from failover.health.base import Admission, DeploymentState, Report
 from failover.health.machine import BreakerPolicy, BreakerRecord, Effect
-from failover.health.stats import OutcomeWindow
+from failover.health.stats import OutcomeWindow, WindowSummary
 
 __all__ = ["CircuitBreaker", "DeploymentStatus", "Transition", "announce"]
 
@@ -73,6 +73,26 @@ class DeploymentStatus:
     p95: float | None
     p99: float | None
     samples: int
+
+    @classmethod
+    def of(
+        cls, deployment: str, record: BreakerRecord, now: float, summary: WindowSummary
+    ) -> DeploymentStatus:
+        """The row for ``record`` at ``now``, with the recent figures of ``summary``."""
+        state = machine.effective_state(record, now)
+        return cls(
+            deployment=deployment,
+            state=state,
+            failures=record.failures,
+            until=record.until - now if state in _WAITING else None,
+            last_error=record.last_error,
+            probe_in_flight=record.probe_until is not None and now < record.probe_until,
+            success_rate=summary.success_rate,
+            p50=summary.p50,
+            p95=summary.p95,
+            p99=summary.p99,
+            samples=summary.samples,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (enums as their names, seconds rounded to milliseconds)."""
@@ -190,21 +210,7 @@ class CircuitBreaker:
         """This deployment's row of ``/v1/status`` now."""
         now = self._now()
         record = self._record
-        state = machine.effective_state(record, now)
-        summary = self.stats.summary(now)
-        return DeploymentStatus(
-            deployment=self.name,
-            state=state,
-            failures=record.failures,
-            until=record.until - now if state in _WAITING else None,
-            last_error=record.last_error,
-            probe_in_flight=record.probe_until is not None and now < record.probe_until,
-            success_rate=summary.success_rate,
-            p50=summary.p50,
-            p95=summary.p95,
-            p99=summary.p99,
-            samples=summary.samples,
-        )
+        return DeploymentStatus.of(self.name, record, now, self.stats.summary(now))
 
     def __repr__(self) -> str:
         now = self._now()

@@ -367,22 +367,8 @@ class RedisHealth:
             stats.add(now, ok=False, latency=outcome.latency if timed_out else None)
 
     def _status(self, deployment: str, now: float) -> DeploymentStatus:
-        record = self._record(deployment)
-        state = machine.effective_state(record, now)
         summary = self._stats[deployment].summary(self._clock.now())
-        return DeploymentStatus(
-            deployment=deployment,
-            state=state,
-            failures=record.failures,
-            until=record.until - now if state in _WAITING else None,
-            last_error=record.last_error,
-            probe_in_flight=record.probe_until is not None and now < record.probe_until,
-            success_rate=summary.success_rate,
-            p50=summary.p50,
-            p95=summary.p95,
-            p99=summary.p99,
-            samples=summary.samples,
-        )
+        return DeploymentStatus.of(deployment, self._record(deployment), now, summary)
 
     def __repr__(self) -> str:
         now = self._shared_now()
