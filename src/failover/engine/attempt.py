@@ -21,6 +21,7 @@ import logging
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from failover.engine.events import EventKind
+from failover.engine.expiry import Expiry
 from failover.engine.route import Target
 from failover.errors import DeadlineExceeded, UpstreamError, UpstreamTimeout
 from failover.health.base import Admission, Report
@@ -118,15 +119,19 @@ class Attempt(Generic[T]):
         self.run.delays.started(self.target.name, self, self.started)
         limit = self.started + self.target.timeout
         deadline_first = deadline_at is not None and deadline_at <= limit
-        timer = asyncio.timeout_at(limit if deadline_at is None else min(limit, deadline_at))
+        expiry = Expiry(limit if deadline_at is None else min(limit, deadline_at))
+        expired = False
         try:
-            async with timer:
+            try:
                 value = await work.open(self.target.provider, self.run.request)
+            finally:
+                expired = expiry.stop()
         except UpstreamError as error:
             await self._failed(error)
             raise
-        except TimeoutError:
-            if not timer.expired():  # not ours: a bug below us
+        except asyncio.CancelledError:
+            if not expired:
+                # Cancelled by failover (another attempt won, the client left) or the caller.
                 await self._abandoned()
                 raise
             if deadline_first:
@@ -139,7 +144,7 @@ class Attempt(Generic[T]):
             await self._failed(timeout)
             raise timeout from None
         except BaseException:
-            # Cancelled (by failover or the caller), or a bug: no upstream outcome either way.
+            # A bug below us: no upstream outcome.
             await self._abandoned()
             raise
         await self._succeeded(work, value)
@@ -165,7 +170,8 @@ class Attempt(Generic[T]):
     async def _succeeded(self, work: Work[T], value: T) -> None:
         record = self._end()
         run = self.run
-        if run.winner is None:
+        if not run.won:
+            run.won = True
             run.winner = self
             self.won = True
             self.value = value
@@ -187,7 +193,7 @@ class Attempt(Generic[T]):
         self.error = error
         record.error_class = error.error_class.value
         record.status = error.status
-        if run.winner is None:
+        if not run.won:
             record.outcome = error.error_class.value
             run.errors.append(error)
         else:

@@ -130,6 +130,7 @@ class Engine:
         except Exception as bug:
             self._give_up_on_bug(run, bug)
             return self._default_result(run)
+        run.release()
         if winner is not None and winner.value is not None:
             completion = winner.value
             return ChatResult(
@@ -162,6 +163,7 @@ class Engine:
             await self._discard_win(run)
             self._give_up_on_bug(run, bug)
             return self._default_stream(run)
+        run.release()
         if winner is not None and winner.value is not None:
             opened = winner.value
             return CommittedStream(

@@ -52,9 +52,12 @@ class EventKind(enum.StrEnum):
     STREAM_FAILED = "stream_failed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """One moment of one request; ``at`` is seconds from the request's arrival.
+
+    Observers must not change it (it is not frozen only because a frozen dataclass costs five
+    times as much to build, and the engine builds two per attempt).
 
     ``attempt`` is the live record of the attempt concerned: a background loser completes it in
     place later, so an observer that keeps it sees its final state.

@@ -50,6 +50,7 @@ class RequestRun:
         "route",
         "t0",
         "winner",
+        "won",
     )
 
     def __init__(
@@ -78,7 +79,8 @@ class RequestRun:
         self.deadline_at = self.t0 + route.deadline
         self.records: list[AttemptRecord] = []
         self.errors: list[UpstreamError] = []
-        self.winner: Attempt[Any] | None = None
+        self.winner: Attempt[Any] | None = None  # until the answer is built: see release()
+        self.won = False  # an attempt succeeded: any that ends later is a loser
         self.bad_request: UpstreamError | None = None
         self.deadline_passed = False
         self.probing = False  # the targets are the health plan's early half-open probe
@@ -99,9 +101,11 @@ class RequestRun:
         """Tell the observer, if there is one (nothing is built otherwise)."""
         if self.observer is None:
             return
-        at = self.offset(self.clock.now())
-        event = Event(kind, self.route.name, self.request_id, at, deployment, attempt, error)
-        notify(self.observer, event)
+        at = self.clock.now() - self.t0
+        notify(
+            self.observer,
+            Event(kind, self.route.name, self.request_id, at, deployment, attempt, error),
+        )
 
     def hedge_delay(self, target: Target) -> float | None:
         """Seconds an attempt of ``target`` starting now may run before the next one is started
@@ -127,6 +131,12 @@ class RequestRun:
         else:
             self.route.budget.record_first(now)
         return Attempt(self, target, admission, retry=retry, hedge=hedge)
+
+    def release(self) -> None:
+        """The answer is built: forget the winning attempt, which refers back to this run, so
+        that the request's objects go with their last reference instead of waiting for the
+        garbage collector (``won`` still tells later attempts that they lost)."""
+        self.winner = None
 
     def note_bad_request(self, error: UpstreamError, target: Target) -> None:
         """Rule 9: remember the first 400; one from a target but the route's first is reported."""

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from failover.engine.attempt import Attempt
+from failover.engine.expiry import Expiry
 from failover.errors import MalformedResponse, UpstreamError, UpstreamTimeout
 from failover.providers.base import ChatProvider
 from failover.types import AttemptRecord, ChatRequest, StreamChunk
@@ -159,10 +160,13 @@ class CommittedStream:
         upstream = self._upstream
         if upstream is None:
             raise StopAsyncIteration
-        gap = asyncio.timeout(self._gap)
+        gap = Expiry(asyncio.get_running_loop().time() + self._gap)
+        expired = False
         try:
-            async with gap:
+            try:
                 return await anext(upstream)
+            finally:
+                expired = gap.stop()
         except StopAsyncIteration:
             self._upstream = None
             self._end()
@@ -170,8 +174,8 @@ class CommittedStream:
         except UpstreamError as error:
             await self._fail(error)
             raise
-        except TimeoutError:
-            if not gap.expired():  # not ours: a bug below us
+        except asyncio.CancelledError:
+            if not expired:  # the consumer was cancelled (the client left)
                 await self.aclose()
                 raise
             timeout = UpstreamTimeout(
@@ -181,7 +185,7 @@ class CommittedStream:
             await self._fail(timeout)
             raise timeout from None
         except BaseException:
-            # The consumer was cancelled (the client left) or a bug: the upstream is done for.
+            # A bug below us: the upstream is done for.
             await self.aclose()
             raise
 

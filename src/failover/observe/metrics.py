@@ -23,11 +23,13 @@ Labels hold route, deployment and outcome names only: no key, no client id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from failover.engine.events import Event, EventKind
 from failover.health.base import DeploymentState
@@ -38,7 +40,91 @@ __all__ = ["CONTENT_TYPE", "Metrics"]
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 """The Content-Type of :meth:`Metrics.text` (Prometheus text format 0.0.4)."""
 
-_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    1.5,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    60.0,
+    120.0,
+)
+_ENDED = EventKind.ATTEMPT_ENDED
+_HEDGE_STARTED = EventKind.HEDGE_STARTED
+_SUCCESS = AttemptOutcome.SUCCESS.value
+
+
+class _Counts:
+    """A counter family kept as plain numbers per label values, turned into series at scrape.
+
+    Counting is a dict update on the event loop (no lock, no child object): the hot path's
+    counters are this, the rare ones prometheus_client's own.
+    """
+
+    __slots__ = ("help", "labels", "name", "values")
+
+    def __init__(self, name: str, help: str, labels: Sequence[str]) -> None:
+        self.name, self.help, self.labels = name, help, tuple(labels)
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, key: tuple[str, ...]) -> None:
+        values = self.values
+        values[key] = values.get(key, 0.0) + 1.0
+
+    def collect(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.help, labels=self.labels)
+        for key, value in self.values.items():
+            family.add_metric(key, value)
+        return family
+
+
+class _Latencies:
+    """A histogram family kept as plain bucket counts per label values (see :class:`_Counts`)."""
+
+    __slots__ = ("bounds", "help", "labels", "name", "values")
+
+    def __init__(self, name: str, help: str, labels: Sequence[str]) -> None:
+        self.name, self.help, self.labels = name, help, tuple(labels)
+        self.bounds = _LATENCY_BUCKETS
+        # Per label values: the count of each bucket (not cumulative), then +Inf's, then the sum.
+        self.values: dict[tuple[str, ...], list[float]] = {}
+
+    def observe(self, key: tuple[str, ...], seconds: float) -> None:
+        counts = self.values.get(key)
+        if counts is None:
+            counts = self.values[key] = [0.0] * (len(self.bounds) + 2)
+        counts[bisect_left(self.bounds, seconds)] += 1.0
+        counts[-1] += seconds
+
+    def collect(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.help, labels=self.labels)
+        edges = [repr(bound) for bound in self.bounds] + ["+Inf"]
+        for key, counts in self.values.items():
+            buckets = list(zip(edges, accumulate(counts[:-1]), strict=True))
+            family.add_metric(key, buckets, counts[-1])
+        return family
+
+
+class _Plain:
+    """The collector of the plain families, registered on the metrics' registry."""
+
+    __slots__ = ("families",)
+
+    def __init__(self, families: Sequence[_Counts | _Latencies]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.families:
+            yield family.collect()
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing to check for clashes at registration: the names are ours
 
 
 class Metrics:
@@ -53,56 +139,50 @@ class Metrics:
     def __init__(self, deployments: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        self.requests = Counter(
-            "failover_requests",
-            "Requests answered, by route and outcome.",
-            ["route", "outcome"],
-            registry=registry,
+        # What every request and attempt counts: plain numbers (:class:`_Counts`).
+        self.requests = _Counts(
+            "failover_requests", "Requests answered, by route and outcome.", ["route", "outcome"]
         )
-        self.request_duration = Histogram(
+        self.request_duration = _Latencies(
             "failover_request_duration_seconds",
             "Seconds from a request's arrival to its answer (a stream: to its end).",
             ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.attempts = Counter(
+        self.attempts = _Counts(
             "failover_attempts",
             "Attempts ended, by route, deployment and outcome.",
             ["route", "deployment", "outcome"],
-            registry=registry,
         )
-        self.attempt_duration = Histogram(
-            "failover_attempt_duration_seconds",
-            "Seconds one attempt ran.",
-            ["route", "deployment"],
-            buckets=_LATENCY_BUCKETS,
-            registry=registry,
+        self.attempt_duration = _Latencies(
+            "failover_attempt_duration_seconds", "Seconds one attempt ran.", ["route", "deployment"]
         )
-        self.hedges = Counter(
-            "failover_hedges",
-            "Attempts started beside a late one.",
-            ["route", "deployment"],
-            registry=registry,
+        self.hedges = _Counts(
+            "failover_hedges", "Attempts started beside a late one.", ["route", "deployment"]
         )
-        self.hedge_wins = Counter(
-            "failover_hedge_wins",
-            "Hedged attempts that answered.",
-            ["route", "deployment"],
-            registry=registry,
+        self.hedge_wins = _Counts(
+            "failover_hedge_wins", "Hedged attempts that answered.", ["route", "deployment"]
         )
-        self.fallbacks = Counter(
+        self.fallbacks = _Counts(
             "failover_fallbacks",
             "Answers given by a target other than the route's first.",
             ["route", "deployment"],
-            registry=registry,
         )
-        self.degraded = Counter(
-            "failover_degraded",
-            "Default responses given.",
-            ["route"],
-            registry=registry,
+        self.degraded = _Counts("failover_degraded", "Default responses given.", ["route"])
+        registry.register(
+            _Plain(
+                [
+                    self.requests,
+                    self.request_duration,
+                    self.attempts,
+                    self.attempt_duration,
+                    self.hedges,
+                    self.hedge_wins,
+                    self.fallbacks,
+                    self.degraded,
+                ]
+            )
         )
+        # The rare ones (and those counted from other threads): prometheus_client's own.
         self.circuit_state = Gauge(
             "failover_circuit_state",
             "1 for each deployment's current health state, 0 for the others.",
@@ -137,47 +217,35 @@ class Metrics:
             registry=registry,
         )
         self._states: dict[str, DeploymentState] = {}
-        # Each labelled series, looked up once: prometheus_client's labels() validates and locks
-        # on every call, a measurable share of a request's cost at thousands per second. The
-        # label values are route, deployment and outcome names: a small, fixed set.
-        self._series: dict[tuple[object, ...], Any] = {}
         for name in deployments:
             self.set_circuit(name, DeploymentState.AVAILABLE)
 
     def on_event(self, event: Event) -> None:
         """Count what an engine event says."""
         kind = event.kind
-        if kind is EventKind.ATTEMPT_ENDED and event.attempt is not None:
+        if kind is _ENDED:
             record = event.attempt
-            deployment = record.deployment
-            self._series_of(self.attempts, event.route, deployment, record.outcome).inc()
+            if record is None:
+                return
+            key = (event.route, record.deployment)
+            self.attempts.inc((*key, record.outcome))
             if record.end is not None:
-                self._series_of(self.attempt_duration, event.route, deployment).observe(
-                    max(0.0, record.end - record.start)
-                )
-            if record.hedge and record.outcome == AttemptOutcome.SUCCESS.value:
-                self._series_of(self.hedge_wins, event.route, deployment).inc()
-        elif kind is EventKind.HEDGE_STARTED and event.deployment is not None:
-            self._series_of(self.hedges, event.route, event.deployment).inc()
+                self.attempt_duration.observe(key, max(0.0, record.end - record.start))
+            if record.hedge and record.outcome == _SUCCESS:
+                self.hedge_wins.inc(key)
+        elif kind is _HEDGE_STARTED and event.deployment is not None:
+            self.hedges.inc((event.route, event.deployment))
 
     def request_finished(
         self, *, route: str, outcome: str, latency: float, fallback_to: str | None
     ) -> None:
         """Count one answered request; ``fallback_to`` names the non-first target that answered."""
-        self._series_of(self.requests, route, outcome).inc()
-        self._series_of(self.request_duration, route).observe(max(0.0, latency))
+        self.requests.inc((route, outcome))
+        self.request_duration.observe((route,), max(0.0, latency))
         if outcome == "degraded":
-            self._series_of(self.degraded, route).inc()
+            self.degraded.inc((route,))
         if fallback_to is not None:
-            self._series_of(self.fallbacks, route, fallback_to).inc()
-
-    def _series_of(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, remembered."""
-        key = (id(metric), *labels)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = metric.labels(*labels)
-        return series
+            self.fallbacks.inc((route, fallback_to))
 
     def set_circuit(self, deployment: str, state: DeploymentState | str) -> None:
         """Make ``state`` the deployment's current one in ``circuit_state``."""

@@ -53,6 +53,9 @@ __all__ = ["Observability", "config_secrets"]
 
 logger = logging.getLogger(__name__)
 
+_STARTED = EventKind.ATTEMPT_STARTED
+_ENDED = EventKind.ATTEMPT_ENDED
+
 
 class Observability:
     """Request log, metrics, traces and alerts of one gateway.
@@ -167,9 +170,10 @@ class Observability:
         """The engine's observer: quick, never blocks, never raises."""
         try:
             kind = event.kind
-            if kind is EventKind.ATTEMPT_STARTED:
+            if kind is _STARTED:
                 self.tracker.started(event)
-            elif kind is EventKind.ATTEMPT_ENDED:
+                return  # counted, traced and alerted on when it ends
+            if kind is _ENDED:
                 loser = self.tracker.ended(event)
                 if loser is not None:
                     self._loser_ended(loser)

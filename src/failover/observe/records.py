@@ -87,9 +87,13 @@ def _iso(epoch: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptRow:
-    """One attempt as stored: times in milliseconds from the request's arrival."""
+    """One attempt as stored: times in milliseconds from the request's arrival.
+
+    Rows are values: nobody changes one once built (they are not frozen only because a frozen
+    dataclass costs five times as much to build, and every request builds them).
+    """
 
     request_id: str
     seq: int
@@ -139,9 +143,10 @@ class AttemptRow:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestRow:
-    """One request as stored; ``started_at`` is its arrival in epoch seconds.
+    """One request as stored; ``started_at`` is its arrival in epoch seconds (a value, as
+    :class:`AttemptRow`).
 
     ``fallback`` is true when the answer came from a target other than the route's first.
     """
@@ -221,7 +226,8 @@ def request_row(
         request_id=request_id,
         started_at=started_at_wall,
         route=route,
-        outcome=redact(request_outcome(result, error)),
+        # An error's code may be the provider's own words; the others are failover's.
+        outcome=redact(request_outcome(result, error)) if error else request_outcome(result, None),
         latency_ms=_ms(latency) or 0.0,
         client_request_id=redact(client_request_id) if client_request_id else None,
         client_key_id=redact(client_key_id) if client_key_id else None,

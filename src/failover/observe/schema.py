@@ -124,20 +124,36 @@ def _placeholders(count: int, style: str) -> str:
     return ", ".join(f"${n}" for n in range(1, count + 1))
 
 
-def request_insert(style: str) -> str:
-    """The statement inserting one request (a request id is written once; later copies lose)."""
+def _rows(columns: int, rows: int) -> str:
+    """``rows`` groups of ``columns`` qmark placeholders (several rows in one statement)."""
+    group = f"({_placeholders(columns, 'qmark')})"
+    return ", ".join([group] * rows)
+
+
+def request_insert(style: str, rows: int = 1) -> str:
+    """The statement inserting one request (a request id is written once; later copies lose);
+    with ``rows``, that many requests at once (qmark style only)."""
     columns = ", ".join(REQUEST_COLUMNS)
-    values = _placeholders(len(REQUEST_COLUMNS), style)
-    return f"INSERT INTO requests ({columns}) VALUES ({values}) ON CONFLICT (request_id) DO NOTHING"
+    values = (
+        _rows(len(REQUEST_COLUMNS), rows)
+        if rows > 1
+        else f"({_placeholders(len(REQUEST_COLUMNS), style)})"
+    )
+    return f"INSERT INTO requests ({columns}) VALUES {values} ON CONFLICT (request_id) DO NOTHING"
 
 
-def attempt_upsert(style: str) -> str:
-    """The statement writing one attempt; it replaces only a row that still says ``running``."""
+def attempt_upsert(style: str, rows: int = 1) -> str:
+    """The statement writing one attempt; it replaces only a row that still says ``running``.
+    With ``rows``, that many attempts at once, applied in order (qmark style only)."""
     columns = ", ".join(ATTEMPT_COLUMNS)
-    values = _placeholders(len(ATTEMPT_COLUMNS), style)
+    values = (
+        _rows(len(ATTEMPT_COLUMNS), rows)
+        if rows > 1
+        else f"({_placeholders(len(ATTEMPT_COLUMNS), style)})"
+    )
     updates = ", ".join(f"{c} = excluded.{c}" for c in ATTEMPT_COLUMNS[2:])
     return (
-        f"INSERT INTO attempts ({columns}) VALUES ({values}) "
+        f"INSERT INTO attempts ({columns}) VALUES {values} "
         f"ON CONFLICT (request_id, seq) DO UPDATE SET {updates} "
         "WHERE attempts.outcome = 'running'"
     )

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from failover.observe.records import RequestRow, Row
-from failover.observe.schema import MIGRATIONS, statements
+from failover.observe.schema import MIGRATIONS, attempt_upsert, request_insert, statements
 from failover.observe.store import (
     StoreRejected,
     StoreUnavailable,
@@ -135,8 +137,8 @@ class SQLiteStore:
         db = self._db()
         db.execute("BEGIN")
         try:
-            db.executemany(_SQL.insert_request, requests)
-            db.executemany(_SQL.upsert_attempt, attempts)
+            _write_all(db, request_insert, requests)
+            _write_all(db, attempt_upsert, attempts)
             db.execute("COMMIT")
         except BaseException:
             _rollback(db)
@@ -166,6 +168,31 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
+
+
+_CHUNKS = (64, 16, 4, 1)
+"""Rows per statement, largest first: a batch goes in a few statements of a few shapes."""
+
+
+@functools.cache
+def _statement(build: Callable[[str, int], str], rows: int) -> str:
+    return build("qmark", rows)
+
+
+def _write_all(
+    db: sqlite3.Connection, build: Callable[[str, int], str], values: Sequence[tuple[Any, ...]]
+) -> None:
+    """Write ``values`` (rows, in order) with statements of many rows each.
+
+    One statement per row would hand the interpreter's lock back and forth with the event
+    loop's thread for every row: this lets the loop run undisturbed while SQLite works.
+    """
+    start = 0
+    for size in _CHUNKS:
+        statement = _statement(build, size)
+        while len(values) - start >= size:
+            db.execute(statement, list(chain.from_iterable(values[start : start + size])))
+            start += size
 
 
 def _rollback(db: sqlite3.Connection) -> None:

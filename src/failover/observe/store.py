@@ -16,8 +16,9 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Protocol
 
 from failover.config.sections import SQLITE_URL_PREFIX
@@ -119,14 +120,11 @@ def open_store(url: str) -> RecordStore | None:
     raise ValueError(f"unsupported store url {describe_url(url)!r}")
 
 
-def request_values(row: RequestRow) -> tuple[Any, ...]:
-    """``row`` as the values of :data:`~failover.observe.schema.REQUEST_COLUMNS`."""
-    return tuple(getattr(row, column) for column in REQUEST_COLUMNS)
+request_values: Callable[[RequestRow], tuple[Any, ...]] = attrgetter(*REQUEST_COLUMNS)
+"""A request row as the values of :data:`~failover.observe.schema.REQUEST_COLUMNS`."""
 
-
-def attempt_values(row: AttemptRow) -> tuple[Any, ...]:
-    """``row`` as the values of :data:`~failover.observe.schema.ATTEMPT_COLUMNS`."""
-    return tuple(getattr(row, column) for column in ATTEMPT_COLUMNS)
+attempt_values: Callable[[AttemptRow], tuple[Any, ...]] = attrgetter(*ATTEMPT_COLUMNS)
+"""An attempt row as the values of :data:`~failover.observe.schema.ATTEMPT_COLUMNS`."""
 
 
 _BOOLEAN_REQUEST = ("degraded", "stream", "fallback")

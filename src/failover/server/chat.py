@@ -13,8 +13,9 @@ silent end.
 
 A client that disconnects cancels its request (rule 6): a watcher waits on ``receive()`` beside
 the engine and cancels the handler's task when it reports ``http.disconnect``; the engine then
-cancels every attempt and closes their upstream connections. The watcher starts 50 ms into the
-request, so that fast answers do not pay for a task; a client that left is noticed within that.
+cancels every attempt and closes their upstream connections. The watcher starts 50 to 100 ms into
+the request, from one timer shared by all requests, so that fast answers pay for neither a task
+nor a timer; a client that left is noticed within that.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ _SSE: tuple[Header, ...] = (
 _DEGRADED: Header = (b"x-failover-degraded", b"true")
 _DONE = b"data: [DONE]\n\n"
 _WATCH_AFTER = 0.05
-"""Seconds a request runs before a task watches for its client leaving (noticed by then)."""
+"""The period of the disconnect watches: a client that leaves is noticed within two."""
 _TOO_LARGE_MESSAGE = "the request body is larger than this gateway accepts ({} bytes)"
 
 
@@ -83,6 +84,7 @@ class ChatHandler:
         self._names = {
             name: (b"x-failover-deployment", name.encode()) for name in gateway.config.deployments
         }
+        self._watches = _Watches()
         self._too_large = answers.error(
             413,
             _TOO_LARGE_MESSAGE.format(max_body_bytes),
@@ -123,7 +125,7 @@ class ChatHandler:
         )
         task = asyncio.current_task()
         assert task is not None
-        watch = _DisconnectWatch(exchange.receive, task)
+        watch = self._watches.watch(exchange.receive, task)
         try:
             if call.stream:
                 await self._stream(exchange, context, route, call, watch)
@@ -273,27 +275,64 @@ class ChatHandler:
             logger.exception("request %s: the request hook failed", context.request_id)
 
 
+class _Watches:
+    """Watches for clients leaving, one timer for all the requests of a handler.
+
+    A request registers its :class:`_DisconnectWatch` on arrival; every :data:`_WATCH_AFTER`
+    seconds (one timer, only while requests are registered) the watches registered before the
+    previous tick start a task each on ``receive()``. A request answered sooner costs a dict
+    insert and a delete: no timer and no task of its own, and a client that left is still seen
+    within two ticks.
+    """
+
+    __slots__ = ("_handle", "_older", "_younger")
+
+    def __init__(self) -> None:
+        self._younger: dict[_DisconnectWatch, None] = {}
+        self._older: dict[_DisconnectWatch, None] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def watch(self, receive: Receive, task: asyncio.Task[Any]) -> _DisconnectWatch:
+        watch = _DisconnectWatch(receive, task, self)
+        self._younger[watch] = None
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_later(_WATCH_AFTER, self._tick)
+        return watch
+
+    def forget(self, watch: _DisconnectWatch) -> None:
+        if watch in self._younger:
+            del self._younger[watch]
+        else:
+            self._older.pop(watch, None)
+
+    def _tick(self) -> None:
+        due, self._older, self._younger = self._older, self._younger, {}
+        for watch in due:
+            watch.start()
+        self._handle = (
+            asyncio.get_running_loop().call_later(_WATCH_AFTER, self._tick) if self._older else None
+        )
+
+
 class _DisconnectWatch:
     """Cancels ``task`` when ``receive()`` says the client disconnected, until stopped.
 
-    The watcher task starts only once the request has run :data:`_WATCH_AFTER` seconds: most
-    answers from a fast upstream come sooner and cost a timer instead of a task, and a client
-    that left earlier is still seen at once then (``receive()`` reports it as soon as asked).
+    Its task on ``receive()`` is started by :class:`_Watches` once the request has run between
+    one and two :data:`_WATCH_AFTER` periods: most answers from a fast upstream come sooner, and a
+    client that left earlier is still seen at once then (``receive()`` reports it when asked).
     """
 
-    __slots__ = ("_handle", "_receive", "_task", "_watcher", "fired")
+    __slots__ = ("_receive", "_task", "_watcher", "_watches", "fired")
 
-    def __init__(self, receive: Receive, task: asyncio.Task[Any]) -> None:
+    def __init__(self, receive: Receive, task: asyncio.Task[Any], watches: _Watches) -> None:
         self.fired = False
         self._task = task
         self._receive = receive
+        self._watches: _Watches | None = watches
         self._watcher: asyncio.Task[None] | None = None
-        self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            _WATCH_AFTER, self._start
-        )
 
-    def _start(self) -> None:
-        self._handle = None
+    def start(self) -> None:
+        self._watches = None
         self._watcher = asyncio.ensure_future(self._watch())
 
     async def _watch(self) -> None:
@@ -305,9 +344,9 @@ class _DisconnectWatch:
 
     def stop(self) -> None:
         """Stop watching (before the last bytes of the answer go out, and at the end)."""
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            handle.cancel()
+        watches, self._watches = self._watches, None
+        if watches is not None:
+            watches.forget(self)
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.cancel()
