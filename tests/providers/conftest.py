@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+import uvloop
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
@@ -25,6 +26,14 @@ from failover.types import ChatRequest
 from tests.providers.shapes import GOOGLE_KEY, KEY, Case
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test here runs on both loops: production runs on uvloop, whose transports
+    differ from asyncio's in ways the upstream client must not notice."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @dataclass

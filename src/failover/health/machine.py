@@ -272,7 +272,20 @@ def _succeed(record: BreakerRecord, probe: bool) -> BreakerRecord:
     if record.state is DeploymentState.RATE_LIMITED and not probe:
         # A straggler that started before the 429 proves nothing about the provider's limit.
         return replace(record, failures=0, break_seconds=0.0)
+    if _clean(record):
+        return record  # the usual case: a healthy deployment stays as it was
     return BreakerRecord(last_error=record.last_error)
+
+
+def _clean(record: BreakerRecord) -> bool:
+    """Is ``record`` what a success leaves (available, no failure, no break, no probe)."""
+    return (
+        record.state is DeploymentState.AVAILABLE
+        and record.failures == 0
+        and record.break_seconds == 0.0
+        and record.probe_until is None
+        and record.until == 0.0
+    )
 
 
 def _fail(

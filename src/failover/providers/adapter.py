@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from yarl import URL
-
 from failover.config import DeploymentConfig
-from failover.providers.http import Endpoint, HttpClient
+from failover.providers.http import Endpoint, HttpClient, RequestTarget
 
 __all__ = ["HttpAdapter"]
 
@@ -26,7 +24,7 @@ class HttpAdapter:
     ) -> None:
         self._deployment = deployment
         self._endpoint: Endpoint = http.endpoint(deployment, headers)
-        self._models_url: URL = self._endpoint.url("/models")
+        self._models_url: RequestTarget = self._endpoint.target("/models")
 
     @property
     def deployment(self) -> DeploymentConfig:

@@ -51,7 +51,7 @@ class AnthropicProvider(HttpAdapter):
         if key:
             headers["x-api-key"] = key
         super().__init__(deployment, http, headers)
-        self._messages_url = self._endpoint.url("/messages")
+        self._messages_url = self._endpoint.target("/messages")
 
     async def complete(self, request: ChatRequest) -> Completion:
         """One message, as a ``chat.completion``."""

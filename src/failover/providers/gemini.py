@@ -59,8 +59,8 @@ class GeminiProvider(HttpAdapter):
         # The key goes in a header, never in the URL, so no URL in any message can leak it.
         super().__init__(deployment, http, {"x-goog-api-key": key} if key else {})
         model = deployment.model.removeprefix("models/")
-        self._generate_url = self._endpoint.url(f"/models/{model}:generateContent")
-        self._stream_url = self._endpoint.url(f"/models/{model}:streamGenerateContent?alt=sse")
+        self._generate_url = self._endpoint.target(f"/models/{model}:generateContent")
+        self._stream_url = self._endpoint.target(f"/models/{model}:streamGenerateContent?alt=sse")
 
     async def complete(self, request: ChatRequest) -> Completion:
         """One ``generateContent`` answer as a ``chat.completion``."""

@@ -1,10 +1,12 @@
-"""The one upstream HTTP client a Gateway shares among all its deployments, on aiohttp.
+"""The one upstream HTTP client a Gateway shares among all its deployments.
 
-- :class:`HttpClient` owns a single :class:`aiohttp.ClientSession` with a pooled keep-alive
-  connector and a DNS cache, created lazily inside the running loop and closed by ``aclose()``.
-- :class:`Endpoint` is one deployment's view of it, built once: its headers, TLS context,
-  timeouts and redactor, so the hot path allocates nothing that could be made ahead.
-- :class:`UpstreamResponse` wraps one answer. Reading it never lets an aiohttp exception out:
+- :class:`HttpClient` owns the keep-alive connection pools (:class:`~failover.providers.wire.Wire`,
+  failover's own HTTP/1.1 client, made for this traffic), created lazily inside the running
+  loop and closed by ``aclose()``, and the TLS contexts.
+- :class:`Endpoint` is one deployment's view of it, built once: its origin, the bytes of its
+  request heads, TLS context, timeout and redactor, so the hot path allocates nothing that could
+  be made ahead.
+- :class:`UpstreamResponse` wraps one answer. Reading it never lets a wire exception out:
   timeouts become :class:`~failover.errors.UpstreamTimeout`, everything else on the wire
   :class:`~failover.errors.UpstreamConnectionError`.
 
@@ -15,7 +17,7 @@ half-read connection is never reused.
 >>> async def main(deployment):  # doctest: +SKIP
 ...     async with HttpClient() as http:
 ...         endpoint = http.endpoint(deployment, {"Authorization": "Bearer ..."})
-...         async with endpoint.request("GET", endpoint.url("/models")) as response:
+...         async with endpoint.request("GET", endpoint.target("/models")) as response:
 ...             await response.raise_for_status()
 ...             return await response.json()
 """
@@ -30,9 +32,8 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Final
 
-import aiohttp
 import orjson
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from failover.config import DeploymentConfig
@@ -46,8 +47,9 @@ from failover.errors import (
 from failover.providers.classify import classify_event, classify_response
 from failover.providers.redact import Redactor
 from failover.providers.sse import SSEEvent, iter_events
+from failover.providers.wire import BadResponse, BodyCut, Origin, Wire, WireResponse
 
-__all__ = ["Endpoint", "HttpClient", "UpstreamResponse", "api_key"]
+__all__ = ["Endpoint", "HttpClient", "RequestTarget", "UpstreamResponse", "api_key"]
 
 logger = logging.getLogger("failover.providers")
 
@@ -57,32 +59,27 @@ EVENT_STREAM: Final = "text/event-stream"
 # An error body is read only to classify it; a proxy's megabyte of HTML needs no more than this.
 _MAX_ERROR_BODY = 64 * 1024
 _USER_AGENT = "failover/0.1"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_ACCEPT_JSON = f"Accept: {JSON}\r\n".encode()
+_POST_JSON = _ACCEPT_JSON + f"Content-Type: {JSON}\r\n".encode()
+_POST_STREAM = f"Accept: {EVENT_STREAM}\r\nContent-Type: {JSON}\r\n".encode()
 
-_WIRE_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+_WIRE_ERRORS = (OSError, TimeoutError)  # what the wire raises (BodyCut, BadResponse included)
 
 
 class HttpClient:
-    """The shared upstream client: one pooled session per Gateway.
+    """The shared upstream client: one set of keep-alive pools per Gateway.
 
-    ``limit`` caps open connections in total and ``limit_per_host`` per provider host (0: no cap
-    beyond ``limit``); idle keep-alive connections live ``keepalive_timeout`` seconds; resolved
-    addresses are cached ``dns_ttl`` seconds.
+    ``limit`` caps open connections in all; idle keep-alive connections live
+    ``keepalive_timeout`` seconds.
     """
 
-    def __init__(
-        self,
-        *,
-        limit: int = 1000,
-        limit_per_host: int = 0,
-        keepalive_timeout: float = 30.0,
-        dns_ttl: int = 300,
-    ) -> None:
+    def __init__(self, *, limit: int = 1000, keepalive_timeout: float = 30.0) -> None:
         self._limit = limit
-        self._limit_per_host = limit_per_host
         self._keepalive_timeout = keepalive_timeout
-        self._dns_ttl = dns_ttl
-        self._session: aiohttp.ClientSession | None = None
+        self._wire: Wire | None = None
         self._closed = False
+        self._verified: ssl.SSLContext | None = None
         self._insecure: ssl.SSLContext | None = None
         self._ca_contexts: dict[str, ssl.SSLContext] = {}
 
@@ -90,29 +87,14 @@ class HttpClient:
     def closed(self) -> bool:
         return self._closed
 
-    def session(self) -> aiohttp.ClientSession:
-        """The session, created on first use: aiohttp binds it to the loop that runs then."""
-        session = self._session
-        if session is None:
+    def wire(self) -> Wire:
+        """The connection pools, created on first use."""
+        wire = self._wire
+        if wire is None:
             if self._closed:
                 raise RuntimeError("the HttpClient is closed")
-            connector = aiohttp.TCPConnector(
-                limit=self._limit,
-                limit_per_host=self._limit_per_host,
-                keepalive_timeout=self._keepalive_timeout,
-                ttl_dns_cache=self._dns_ttl,
-                use_dns_cache=True,
-            )
-            session = self._session = aiohttp.ClientSession(
-                connector=connector,
-                # Provider cookies (Cloudflare's) must not travel between deployments, and
-                # skipping the jar spares work on every answer.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                headers={"User-Agent": _USER_AGENT},
-                raise_for_status=False,
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
-        return session
+            wire = self._wire = Wire(limit=self._limit, keepalive_timeout=self._keepalive_timeout)
+        return wire
 
     def endpoint(self, deployment: DeploymentConfig, headers: Mapping[str, str]) -> Endpoint:
         """One deployment's endpoint: ``headers`` (auth included) are sent on every request.
@@ -131,11 +113,11 @@ class HttpClient:
         )
 
     async def aclose(self) -> None:
-        """Close the session and every pooled connection; the client cannot be used again."""
+        """Close every pooled connection; the client cannot be used again."""
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            await wire.aclose()
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -151,13 +133,13 @@ class HttpClient:
     def __repr__(self) -> str:
         if self._closed:
             state = "closed"
-        elif self._session is None:
+        elif self._wire is None:
             state = "idle"
         else:
             state = "open"
         return f"<HttpClient {state} limit={self._limit}>"
 
-    def _ssl_for(self, deployment: DeploymentConfig) -> ssl.SSLContext | bool:
+    def _ssl_for(self, deployment: DeploymentConfig) -> ssl.SSLContext:
         name = deployment.name or deployment.model
         if not deployment.verify_tls:
             logger.warning(
@@ -184,24 +166,43 @@ class HttpClient:
                     ) from None
                 self._ca_contexts[deployment.ca_bundle] = context
             return context
-        return True  # aiohttp's default: the system's trusted CAs, hostname checked
+        if self._verified is None:
+            # The system's trusted CAs, hostname checked.
+            self._verified = ssl.create_default_context()
+        return self._verified
+
+
+class RequestTarget:
+    """One URL of an endpoint, split once into what the wire needs: its origin and the bytes
+    of its request heads (method line, Host and the endpoint's headers), one per method."""
+
+    __slots__ = ("_heads", "origin", "url")
+
+    def __init__(self, url: URL, origin: Origin, headers: bytes) -> None:
+        self.url = url
+        self.origin = origin
+        target = url.raw_path_qs.encode("ascii")
+        host = url.raw_host or ""
+        if url.explicit_port is not None and url.explicit_port != _DEFAULT_PORTS[url.scheme]:
+            host = f"{host}:{url.explicit_port}"
+        tail = b" HTTP/1.1\r\nHost: " + host.encode("idna") + b"\r\n" + headers
+        self._heads = {
+            method: method.encode("ascii") + b" " + target + tail for method in ("GET", "POST")
+        }
+
+    def head(self, method: str, body: bytes | None, extra: bytes = b"") -> bytes:
+        """The request head: its lines, ``extra`` header lines, and the blank line."""
+        length = b"Content-Length: %d\r\n" % len(body) if body is not None else b""
+        return self._heads[method] + extra + length + b"\r\n"
+
+    def __repr__(self) -> str:
+        return f"<RequestTarget {self.url}>"
 
 
 class Endpoint:
     """One deployment's prepared view of the shared client."""
 
-    __slots__ = (
-        "_client",
-        "_headers",
-        "_post_json",
-        "_post_stream",
-        "_ssl",
-        "_timeout",
-        "base_url",
-        "name",
-        "redact",
-        "timeout",
-    )
+    __slots__ = ("_client", "_headers", "_ssl", "base_url", "name", "redact", "timeout")
 
     def __init__(
         self,
@@ -210,34 +211,46 @@ class Endpoint:
         name: str,
         base_url: str,
         headers: Mapping[str, str],
-        ssl_context: ssl.SSLContext | bool,
+        ssl_context: ssl.SSLContext,
         timeout: float,
         redact: Redactor,
     ) -> None:
         self._client = client
         self.name = name
         self.base_url = base_url
-        # The three header sets an adapter ever sends, built once.
-        self._headers = {"Accept": JSON, **headers}
-        self._post_json = {**self._headers, "Content-Type": JSON}
-        self._post_stream = {**self._post_json, "Accept": EVENT_STREAM}
+        # Every header the deployment sends, as bytes, once. "identity": the wire decodes no
+        # content coding, so none may be used.
+        every = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **headers}
+        for header, value in every.items():
+            if any(c in value for c in "\r\n\0"):
+                # A key pasted with its newline would split the request (and show its tail).
+                raise ConfigError(
+                    f"deployments.{name}", f"the {header} header holds a line break or NUL"
+                )
+        self._headers = "".join(f"{k}: {v}\r\n" for k, v in every.items()).encode("latin-1")
         self._ssl = ssl_context
-        self.timeout = timeout
-        # Connect (pool wait included) and every gap between reads are bounded by the
+        # Connecting, and every silence while an answer is awaited or read, are bounded by the
         # deployment's timeout; the engine bounds the whole attempt.
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeout, sock_connect=timeout, sock_read=timeout
-        )
+        self.timeout = timeout
         self.redact = redact
 
-    def url(self, path: str) -> URL:
-        """``base_url + path`` parsed once; adapters keep the result for every request."""
-        return URL(self.base_url + path)
+    def target(self, path: str) -> RequestTarget:
+        """``base_url + path``, prepared once; adapters keep it for every request."""
+        url = URL(self.base_url + path)
+        if url.scheme not in ("http", "https") or not url.raw_host:
+            raise ConfigError(
+                f"deployments.{self.name}.api_base", f"not an http(s) URL: {self.base_url!r}"
+            )
+        https = url.scheme == "https"
+        origin = Origin(
+            url.raw_host, url.port or _DEFAULT_PORTS[url.scheme], self._ssl if https else None
+        )
+        return RequestTarget(url, origin, self._headers)
 
     def request(
         self,
         method: str,
-        url: URL,
+        target: RequestTarget,
         body: bytes | None = None,
         *,
         stream: bool = False,
@@ -247,24 +260,26 @@ class Endpoint:
         ``body`` is already-encoded JSON; ``stream`` asks for an event stream.
         """
         if body is None:
-            headers = self._headers
+            head = target.head(method, None, _ACCEPT_JSON)
         else:
-            headers = self._post_stream if stream else self._post_json
-        return Exchange(self, method, url, body, headers)
+            head = target.head(method, body, _POST_STREAM if stream else _POST_JSON)
+        return Exchange(self, target.origin, head, body)
 
-    async def post_json(self, url: URL, body: bytes) -> Any:
+    async def post_json(self, target: RequestTarget, body: bytes) -> Any:
         """POST ``body`` and return the JSON answer; a non-2xx answer raises its classed error."""
-        async with self.request("POST", url, body) as response:
+        async with self.request("POST", target, body) as response:
             await response.raise_for_status()
             return await response.json()
 
     @contextlib.asynccontextmanager
-    async def post_stream(self, url: URL, body: bytes) -> AsyncIterator[UpstreamResponse]:
+    async def post_stream(
+        self, target: RequestTarget, body: bytes
+    ) -> AsyncIterator[UpstreamResponse]:
         """POST ``body`` asking for an event stream; a non-2xx answer raises its classed error.
 
         Leaving the block early (an error, a consumer that stopped reading) closes the connection.
         """
-        async with self.request("POST", url, body, stream=True) as response:
+        async with self.request("POST", target, body, stream=True) as response:
             await response.raise_for_status()
             yield response
 
@@ -273,14 +288,16 @@ class Endpoint:
         return classify_event(payload, deployment=self.name, redact=self.redact, now=time.time())
 
     def connection_error(self, exc: BaseException) -> UpstreamError:
-        """Translate an aiohttp or socket exception into our tree (the one place it happens)."""
+        """Translate a wire or socket exception into our tree (the one place it happens)."""
         detail = self.redact(str(exc) or type(exc).__name__)
         if isinstance(exc, TimeoutError):
             return UpstreamTimeout(
                 f"no answer within {self.timeout:g}s ({detail})", deployment=self.name
             )
-        if isinstance(exc, aiohttp.ClientPayloadError):
+        if isinstance(exc, BodyCut):
             return UpstreamConnectionError(f"response cut: {detail}", deployment=self.name)
+        if isinstance(exc, BadResponse):
+            return UpstreamConnectionError(f"bad answer: {detail}", deployment=self.name)
         return UpstreamConnectionError(f"connection failed: {detail}", deployment=self.name)
 
     def __repr__(self) -> str:
@@ -290,36 +307,21 @@ class Endpoint:
 class Exchange:
     """One request and its response, as an async context manager."""
 
-    __slots__ = ("_body", "_endpoint", "_headers", "_method", "_response", "_url")
+    __slots__ = ("_body", "_endpoint", "_head", "_origin", "_response")
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        method: str,
-        url: URL,
-        body: bytes | None,
-        headers: dict[str, str],
-    ) -> None:
+    def __init__(self, endpoint: Endpoint, origin: Origin, head: bytes, body: bytes | None) -> None:
         self._endpoint = endpoint
-        self._method = method
-        self._url = url
+        self._origin = origin
+        self._head = head
         self._body = body
-        self._headers = headers
-        self._response: aiohttp.ClientResponse | None = None
+        self._response: WireResponse | None = None
 
     async def __aenter__(self) -> UpstreamResponse:
         endpoint = self._endpoint
         try:
-            # aiohttp closes the connection itself when this await is cancelled or fails.
-            response = await endpoint._client.session().request(
-                self._method,
-                self._url,
-                data=self._body,
-                headers=self._headers,
-                ssl=endpoint._ssl,
-                timeout=endpoint._timeout,
-                # A redirect could carry the key to another host; an answer is expected here.
-                allow_redirects=False,
+            # The wire closes the connection itself when this await is cancelled or fails.
+            response = await endpoint._client.wire().request(
+                self._origin, self._head, self._body, silence=endpoint.timeout
             )
         except _WIRE_ERRORS as exc:
             raise endpoint.connection_error(exc) from None
@@ -346,32 +348,49 @@ class Exchange:
 class UpstreamResponse:
     """One upstream answer; every read translates wire failures into our errors."""
 
-    __slots__ = ("_endpoint", "_response", "headers", "status")
+    __slots__ = ("_endpoint", "_headers", "_response", "status")
 
-    def __init__(self, response: aiohttp.ClientResponse, endpoint: Endpoint) -> None:
+    def __init__(self, response: WireResponse, endpoint: Endpoint) -> None:
         self._response = response
         self._endpoint = endpoint
         self.status: int = response.status
-        self.headers: CIMultiDictProxy[str] = response.headers
+        self._headers: CIMultiDictProxy[str] | None = None
 
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
     @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The answer's headers, case-insensitive (built on first use: errors need them)."""
+        if self._headers is None:
+            self._headers = CIMultiDictProxy(
+                CIMultiDict(
+                    (name.decode("latin-1"), value.decode("latin-1"))
+                    for name, value in self._response.headers
+                )
+            )
+        return self._headers
+
+    @property
     def content_type(self) -> str:
-        return self._response.content_type
+        """The media type, lower-cased, without its parameters (``application/octet-stream``
+        when the answer names none)."""
+        raw = self._response.content_type
+        if not raw:
+            return "application/octet-stream"
+        return raw.split(b";", 1)[0].strip().lower().decode("latin-1")
 
     async def read(self, limit: int | None = None) -> bytes:
         """The body (at most ``limit`` bytes when given)."""
+        response = self._response
         try:
             if limit is None:
-                return await self._response.read()
+                return await response.read()
             parts: list[bytes] = []
             size = 0
-            content = self._response.content
             while size < limit:
-                part = await content.readany()
+                part = await response.readany()
                 if not part:
                     break
                 parts.append(part)
@@ -416,10 +435,10 @@ class UpstreamResponse:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive."""
-        content = self._response.content
+        response = self._response
         try:
             while True:
-                chunk = await content.readany()
+                chunk = await response.readany()
                 if not chunk:
                     return
                 yield chunk

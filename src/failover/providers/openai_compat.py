@@ -38,7 +38,7 @@ class OpenAICompatProvider(HttpAdapter):
         key = api_key(deployment)
         # No key (a local Ollama, an open server): no Authorization header at all.
         super().__init__(deployment, http, {"Authorization": f"Bearer {key}"} if key else {})
-        self._chat_url = self._endpoint.url("/chat/completions")
+        self._chat_url = self._endpoint.target("/chat/completions")
 
     async def complete(self, request: ChatRequest) -> Completion:
         """One completion, checked against SPEC rule 10."""

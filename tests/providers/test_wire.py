@@ -1,0 +1,289 @@
+"""The upstream wire: HTTP/1.1 framings, keep-alive and its limits, against raw loopback servers.
+
+Each test runs a real TCP server on 127.0.0.1 that answers with scripted bytes (so that answers
+no well-behaved framework would send can be sent), on both event loops (conftest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from failover.config import DeploymentConfig, Provider
+from failover.errors import ConfigError
+from failover.providers.http import HttpClient
+from failover.providers.wire import BadResponse, BodyCut, Origin, Wire
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+HEAD = b"POST /v1/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n"
+BODY = b"{}"
+
+
+@asynccontextmanager
+async def raw_server(script: Script) -> AsyncIterator[tuple[Origin, list[int]]]:
+    """A server running ``script`` per connection; yields its origin and the peers' ports."""
+    peers: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer.get_extra_info("peername")[1])
+        try:
+            await script(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield Origin("127.0.0.1", port, None), peers
+    finally:
+        server.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + await reader.readexactly(length)
+
+
+def answering(*answers: bytes, then_close: bool = False) -> Script:
+    """Answer each request on a connection with the next of ``answers``."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for answer in answers:
+            await read_request(reader)
+            writer.write(answer)
+            await writer.drain()
+        if not then_close:
+            await reader.read()  # keep the connection until the client drops it
+
+    return script
+
+
+OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
+
+
+async def test_keep_alive_reuses_one_connection() -> None:
+    async with raw_server(answering(OK, OK, OK)) as (origin, peers):
+        wire = Wire()
+        for _ in range(3):
+            response = await wire.request(origin, HEAD, BODY, silence=5)
+            assert response.status == 200
+            assert await response.read() == b'{"ok":true}'
+            assert response.content_type == b"application/json"
+            response.release()
+        assert len(peers) == 1
+        await wire.aclose()
+
+
+async def test_chunked_answer_is_decoded() -> None:
+    chunked = (
+        b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n'
+    )
+    async with raw_server(answering(chunked, OK)) as (origin, peers):
+        wire = Wire()
+        response = await wire.request(origin, HEAD, BODY, silence=5)
+        assert await response.read() == b'{"a":1}'
+        response.release()
+        response = await wire.request(origin, HEAD, BODY, silence=5)
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        assert len(peers) == 1  # a chunked answer read to its end leaves the connection usable
+        await wire.aclose()
+
+
+async def test_answer_delimited_by_close_is_whole_and_not_reused() -> None:
+    until_close = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"b":2}'
+    async with raw_server(answering(until_close, then_close=True)) as (origin, _):
+        wire = Wire()
+        response = await wire.request(origin, HEAD, BODY, silence=5)
+        assert await response.read() == b'{"b":2}'
+        response.release()
+        assert wire.open_connections == 0
+    async with raw_server(answering(OK)) as (origin, _):
+        response = await wire.request(origin, HEAD, BODY, silence=5)
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        await wire.aclose()
+
+
+async def test_connection_close_and_http_1_0_are_not_reused() -> None:
+    close = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"
+    old = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    for answer in (close, old):
+        async with raw_server(answering(answer, then_close=True)) as (origin, peers):
+            wire = Wire()
+            for _ in range(2):
+                response = await wire.request(origin, HEAD, BODY, silence=5)
+                assert await response.read() == b"{}"
+                response.release()
+            assert len(peers) == 2
+            await wire.aclose()
+
+
+async def test_body_cut_short_is_a_body_cut() -> None:
+    short = b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial"'
+    async with raw_server(answering(short, then_close=True)) as (origin, _):
+        wire = Wire()
+        response = await wire.request(origin, HEAD, BODY, silence=5)
+        with pytest.raises(BodyCut):
+            await response.read()
+        response.close()
+        assert wire.open_connections == 0
+        await wire.aclose()
+
+
+async def test_not_http_is_a_bad_response() -> None:
+    async with raw_server(answering(b"SSH-2.0-OpenSSH_9.2\r\n\r\n\r\n")) as (origin, _):
+        wire = Wire()
+        with pytest.raises(BadResponse):
+            await wire.request(origin, HEAD, BODY, silence=5)
+        assert wire.open_connections == 0
+        await wire.aclose()
+
+
+async def test_interim_answer_is_skipped() -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n" + OK
+    async with raw_server(answering(interim)) as (origin, _):
+        wire = Wire()
+        response = await wire.request(origin, HEAD, BODY, silence=5)
+        assert response.status == 200
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        await wire.aclose()
+
+
+async def test_silence_times_out_and_drops_the_connection() -> None:
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{")
+        await writer.drain()
+        await reader.read()
+
+    async with raw_server(mute) as (origin, _):
+        wire = Wire()
+        response = await wire.request(origin, HEAD, BODY, silence=0.2)
+        with pytest.raises(TimeoutError):
+            await response.read()
+        assert wire.open_connections == 0
+        await wire.aclose()
+
+
+async def test_slow_reader_is_not_a_silent_provider() -> None:
+    """Bytes the reader leaves waiting hold the provider back; the time is not its silence."""
+    big = 2 * 1024 * 1024
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % big)
+        writer.write(b"x" * big)
+        await writer.drain()
+        await reader.read()
+
+    async with raw_server(flood) as (origin, _):
+        wire = Wire()
+        response = await wire.request(origin, HEAD, BODY, silence=0.3)
+        first = await response.readany()
+        await asyncio.sleep(0.8)  # longer than the silence allowed, while paused
+        received = len(first)
+        while chunk := await response.readany():
+            received += len(chunk)
+        assert received == big
+        response.release()
+        await wire.aclose()
+
+
+async def test_limit_makes_requests_wait_for_a_connection() -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.05)
+            writer.write(OK)
+            await writer.drain()
+
+    async with raw_server(slow) as (origin, peers):
+        wire = Wire(limit=1)
+
+        async def one() -> bytes:
+            response = await wire.request(origin, HEAD, BODY, silence=5)
+            body = await response.read()
+            response.release()
+            return body
+
+        bodies = await asyncio.gather(*(one() for _ in range(4)))
+        assert bodies == [b'{"ok":true}'] * 4
+        assert len(peers) == 1
+        await wire.aclose()
+
+
+async def test_idle_connections_are_closed_after_keepalive_timeout() -> None:
+    async with raw_server(answering(OK)) as (origin, _):
+        wire = Wire(keepalive_timeout=0.1)
+        response = await wire.request(origin, HEAD, BODY, silence=5)
+        await response.read()
+        response.release()
+        assert wire.open_connections == 1
+        for _ in range(100):
+            if wire.open_connections == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert wire.open_connections == 0
+        await wire.aclose()
+
+
+async def test_a_connection_the_server_closed_is_not_reused() -> None:
+    async with raw_server(answering(OK, then_close=True)) as (origin, peers):
+        wire = Wire()
+        response = await wire.request(origin, HEAD, BODY, silence=5)
+        await response.read()
+        response.release()
+        for _ in range(100):  # the server hangs up on the idle connection
+            if wire.open_connections == 0:
+                break
+            await asyncio.sleep(0.02)
+        response = await wire.request(origin, HEAD, BODY, silence=5)
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        assert len(peers) == 2
+        await wire.aclose()
+
+
+async def test_request_head_names_host_and_port_and_no_coding() -> None:
+    seen: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(OK)
+        await writer.drain()
+        await reader.read()
+
+    async with raw_server(record) as (origin, _):
+        http = HttpClient()
+        deployment = DeploymentConfig(
+            name="d", provider=Provider.OPENAI, model="m", api_key="sk-wire-test",
+            api_base=f"http://127.0.0.1:{origin.port}/v1",
+        )  # fmt: skip
+        endpoint = http.endpoint(deployment, {"Authorization": "Bearer sk-wire-test"})
+        assert await endpoint.post_json(endpoint.target("/chat?x=1"), b"{}") == {"ok": True}
+        await http.aclose()
+    head = seen[0].decode()
+    assert head.startswith("POST /v1/chat?x=1 HTTP/1.1\r\n")
+    assert f"\r\nHost: 127.0.0.1:{origin.port}\r\n" in head
+    assert "\r\nAccept-Encoding: identity\r\n" in head
+    assert "\r\nAuthorization: Bearer sk-wire-test\r\n" in head
+    assert "\r\nContent-Length: 2\r\n" in head
+
+
+def test_a_header_with_a_line_break_is_refused() -> None:
+    http = HttpClient()
+    deployment = DeploymentConfig(name="d", provider=Provider.OPENAI, model="m")
+    with pytest.raises(ConfigError, match="line break"):
+        http.endpoint(deployment, {"Authorization": "Bearer sk-x\r\nX-Evil: 1"})
