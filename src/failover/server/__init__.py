@@ -14,6 +14,7 @@
     openapi.py        the OpenAPI 3.1 document (/openapi.json)
     context.py        RequestContext and RequestHook: what the request log is told
     serving.py        uvicorn wiring, workers, signals and drain; `failover serve`
+    connection.py     one client connection's limits: head size, slow clients (408/414/431)
     embedded.py       the same server as a task of the caller's loop (demo, tests)
 
 >>> app = GatewayApp(Gateway.from_file("failover.yaml"))  # doctest: +SKIP
@@ -21,6 +22,7 @@
 
 from failover.server.app import GatewayApp, Phase
 from failover.server.auth import Authenticator, Identity, key_id
+from failover.server.connection import ConnectionLimits, GuardedHttpTools
 from failover.server.context import RequestContext, RequestHook
 from failover.server.embedded import EmbeddedServer, serving
 from failover.server.limits import LocalLimiter, Rate, gcra
@@ -31,8 +33,10 @@ from failover.server.validate import ChatCall, InvalidRequest, parse_chat
 __all__ = [
     "Authenticator",
     "ChatCall",
+    "ConnectionLimits",
     "EmbeddedServer",
     "GatewayApp",
+    "GuardedHttpTools",
     "Identity",
     "InvalidRequest",
     "LocalLimiter",

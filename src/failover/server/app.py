@@ -53,7 +53,7 @@ from failover.server.auth import Authenticator
 from failover.server.chat import ChatHandler
 from failover.server.context import RequestHook
 from failover.server.exchange import Exchange, Receive, Scope, Send
-from failover.server.info import models_body, status_body, status_reader
+from failover.server.info import is_request_id, models_body, status_body, status_reader
 from failover.server.limits import LocalLimiter, Rate, rates_for
 from failover.server.openapi import openapi_document
 from failover.server.shared_limits import SharedLimiter
@@ -105,7 +105,6 @@ _OPERATIONAL = _OPEN | {"/metrics"}
 """Paths the default inbound limit does not apply to (only their own in ``paths``)."""
 RECORDS = "/v1/requests/"
 """The prefix of ``GET /v1/requests/{id}``."""
-_MAX_REQUEST_ID = 128
 
 
 class GatewayApp:
@@ -296,7 +295,7 @@ class GatewayApp:
 
     async def _read_record(self, exchange: Exchange, key_id: str | None, admin: bool) -> None:
         request_id = exchange.scope["path"][len(RECORDS) :]
-        if not request_id or "/" in request_id or len(request_id) > _MAX_REQUEST_ID:
+        if not is_request_id(request_id):
             await exchange.error(_NO_RECORD)
             return
         try:

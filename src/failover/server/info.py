@@ -4,7 +4,8 @@
 that a client may also name directly, in OpenAI's list shape, so ``client.models.list()`` works.
 It depends only on the config, so its body is built once. ``/v1/status`` is each deployment's
 health row (:meth:`~failover.health.breaker.DeploymentStatus.as_dict`), read from the gateway's
-health backend at each call.
+health backend at each call. :func:`is_request_id` says which ``/v1/requests/{id}`` may name a
+record at all; any other is answered 404 without asking the store.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from failover.config import Config
 from failover.health.base import Health
 from failover.health.breaker import DeploymentStatus
 
-__all__ = ["StatusReader", "models_body", "status_reader"]
+__all__ = ["MAX_REQUEST_ID", "StatusReader", "is_request_id", "models_body", "status_reader"]
+
+MAX_REQUEST_ID = 128
+"""The longest id ``GET /v1/requests/{id}`` looks up (failover's own are 28 characters)."""
 
 StatusReader = Callable[[], Awaitable[Mapping[str, DeploymentStatus]]]
 
@@ -56,6 +60,20 @@ def models_body(config: Config, created: int) -> bytes:
         if name not in config.routes
     )
     return orjson.dumps({"object": "list", "data": data})
+
+
+def is_request_id(text: str) -> bool:
+    """Whether ``text`` (the path after ``/v1/requests/``, decoded) may name a record.
+
+    failover's ids are ``req_`` and hex, but a library caller may choose its own, so anything
+    printable passes, up to :data:`MAX_REQUEST_ID` characters and without ``/``. A control
+    character never names a record, and a NUL makes PostgreSQL refuse the query: answered as a
+    store failure, it would be a 503 that tells the client to retry.
+
+    >>> [is_request_id(t) for t in ("req_0a1b", "../etc/passwd", "req_\\x00", "x" * 129)]
+    [True, False, False, False]
+    """
+    return 0 < len(text) <= MAX_REQUEST_ID and "/" not in text and text.isprintable()
 
 
 def status_reader(health: Health) -> StatusReader | None:

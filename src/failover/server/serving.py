@@ -9,6 +9,9 @@ inbound limits only through Redis, so N > 1 needs ``state.backend: redis``; the 
 migrations run once, in the parent, before the workers start. Measured on 2 vCPUs shared with
 wrk (32 connections), the mock upstream and Redis: 1 worker ~1,200 requests/s, 2 workers ~1,750.
 
+Each connection is held to :class:`~failover.server.connection.ConnectionLimits` (sizes of the
+head, time to send it and the body: :mod:`failover.server.connection`).
+
 Shutdown on SIGTERM or SIGINT: ``/ready`` turns 503, the socket stops accepting, in-flight
 requests finish (up to ``drain_seconds``: the longest route deadline, at least 30 s), then the
 gateway closes its upstream connections and background losers. A second SIGINT forces the exit.
@@ -37,6 +40,7 @@ from failover.gateway import Gateway
 from failover.observe import Observability
 from failover.observe.store import StoreError
 from failover.server.app import GatewayApp
+from failover.server.connection import ConnectionLimits, GuardedHttpTools
 
 __all__ = [
     "CannotListen",
@@ -115,11 +119,14 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
     return sock
 
 
-def uvicorn_config(app: GatewayApp, *, drain_seconds: float) -> uvicorn.Config:
-    """uvicorn's settings for the gateway: the fast paths, and nothing on the hot path."""
+def uvicorn_config(
+    app: GatewayApp, *, drain_seconds: float, limits: ConnectionLimits | None = None
+) -> uvicorn.Config:
+    """uvicorn's settings for the gateway: the fast paths, nothing on the hot path, and each
+    connection held to ``limits`` (default: :class:`ConnectionLimits`' own)."""
     return uvicorn.Config(
         app,
-        http="httptools",
+        http=GuardedHttpTools.bounded_by(limits or ConnectionLimits()),
         loop="uvloop",
         ws="none",
         lifespan="on",
