@@ -287,3 +287,42 @@ def test_a_header_with_a_line_break_is_refused() -> None:
     deployment = DeploymentConfig(name="d", provider=Provider.OPENAI, model="m")
     with pytest.raises(ConfigError, match="line break"):
         http.endpoint(deployment, {"Authorization": "Bearer sk-x\r\nX-Evil: 1"})
+
+
+async def test_a_kept_alive_connection_closed_under_the_request_is_retried_once() -> None:
+    """The server hangs up on a reused connection without a byte of answer: once more, anew."""
+    connections = 0
+
+    async def hang_up_on_the_second(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        if connections == 1:
+            await read_request(reader)  # the reused connection's request: closed unanswered
+            return
+        await reader.read()
+
+    async with raw_server(hang_up_on_the_second) as (origin, peers):
+        wire = Wire()
+        for _ in range(2):
+            response = await wire.request(origin, HEAD, BODY, silence=5)
+            assert await response.read() == b'{"ok":true}'
+            response.release()
+        assert len(peers) == 2
+        await wire.aclose()
+
+
+async def test_a_new_connection_closed_unanswered_is_not_retried() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async with raw_server(hang_up) as (origin, peers):
+        wire = Wire()
+        with pytest.raises(BodyCut):
+            await wire.request(origin, HEAD, BODY, silence=5)
+        assert len(peers) == 1
+        await wire.aclose()

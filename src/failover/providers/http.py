@@ -183,6 +183,8 @@ class RequestTarget:
         self.origin = origin
         target = url.raw_path_qs.encode("ascii")
         host = url.raw_host or ""
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 address
         if url.explicit_port is not None and url.explicit_port != _DEFAULT_PORTS[url.scheme]:
             host = f"{host}:{url.explicit_port}"
         tail = b" HTTP/1.1\r\nHost: " + host.encode("idna") + b"\r\n" + headers

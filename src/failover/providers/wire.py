@@ -198,6 +198,8 @@ class _Connection(asyncio.Protocol):
         self._last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._reading = True
+        self.sent = 0  # requests sent on this connection
+        self.heard = False  # a byte of the current request's answer arrived
 
     # -- what the pool and the response call ----------------------------------------------
 
@@ -207,6 +209,8 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         assert self._response is None
         self._response = WireResponse(self)
+        self.sent += 1
+        self.heard = False
         ready = self._headers_ready = self.loop.create_future()
         if body:
             transport.writelines((head, body))
@@ -258,6 +262,7 @@ class _Connection(asyncio.Protocol):
             self.abort()  # bytes nobody asked for: this connection cannot be trusted again
             return
         self._last_read = self.loop.time()
+        self.heard = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -279,6 +284,8 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self._stop_timer()
         self.wire._forget(self)
+        self._response = None  # the response refers back to this connection
+        self._headers_ready = None
 
     # -- httptools callbacks --------------------------------------------------------------
 
@@ -375,6 +382,22 @@ class Wire:
         the answer once its headers are in. ``silence`` bounds connecting and each wait for
         bytes. A failure or cancellation drops the connection."""
         connection = await self._connection(origin, silence)
+        reused = connection.sent > 0
+        try:
+            return await self._exchange(connection, head, body, silence)
+        except (BodyCut, ConnectionResetError, BrokenPipeError):
+            if not reused or connection.heard:
+                raise
+        # The server had closed this kept-alive connection as it was reused (the race every
+        # client of idle keep-alive connections meets): nothing of the request was answered,
+        # so it goes once more, on a new connection.
+        connection = await self._connect(origin, silence)
+        return await self._exchange(connection, head, body, silence)
+
+    @staticmethod
+    async def _exchange(
+        connection: _Connection, head: bytes, body: bytes | None, silence: float
+    ) -> WireResponse:
         ready = connection.send(head, body, silence)
         try:
             return await ready
