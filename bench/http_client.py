@@ -1,15 +1,19 @@
-"""Which upstream HTTP client should the gateway use, aiohttp or httpx? A micro-benchmark.
+"""Which upstream HTTP client should the gateway use? A micro-benchmark.
 
     .venv/bin/python bench/http_client.py [--duration 10] [--rounds 2] [--connections 32]
     .venv/bin/python bench/http_client.py --smoke      # a few seconds, no wrk: does it work?
 
 A minimal reverse proxy forwards ``POST /v1/chat/completions`` to an instant upstream (a healthy
-``failover mock-upstream``), once through ``aiohttp.ClientSession`` and once through
-``httpx.AsyncClient``, both with a pooled keep-alive connection pool of the same size. The proxy
-runs alone on core 0 (uvloop, like the gateway); wrk (one thread, 32 keep-alive connections) and
-the upstream share core 1, so the proxy's core is the bottleneck and its client's cost shows.
-Runs alternate (aiohttp, httpx, aiohttp, httpx, ...) so that drift hits both alike, and each run
-starts a fresh proxy, warmed up before it is measured.
+``failover mock-upstream``) through one of three clients, each with a pooled keep-alive
+connection pool of the same size: ``aiohttp.ClientSession``, ``httpx.AsyncClient``, and
+failover's own (``wire``: :class:`failover.providers.http.HttpClient` and an ``Endpoint``, the
+path every upstream call of the gateway takes). The proxy runs alone on core 0 (uvloop, like the
+gateway); wrk (one thread, 32 keep-alive connections) and the upstream share core 1, so the
+proxy's core is the bottleneck and its client's cost shows. Besides requests/s, the proxy's CPU
+time per request is read from ``/proc`` (steadier than requests/s on shared vCPUs); the server
+half is the same aiohttp.web in all three, so the differences are the clients'. Runs alternate
+(aiohttp, httpx, wire, aiohttp, ...) so that drift hits all alike, and each run starts a fresh
+proxy, warmed up before it is measured.
 
 ``--smoke`` drives each proxy for half a second with a small aiohttp load loop instead of wrk
 and fails (exit 1) unless every answer was a 200 carrying the upstream's completion.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import statistics
 import sys
@@ -33,7 +38,7 @@ from aiohttp import web
 
 from mock_rate import BODY, LoadResult, mock_command, pin, run_wrk, start_server, stop
 
-CLIENTS = ("aiohttp", "httpx")
+CLIENTS = ("aiohttp", "httpx", "wire")
 _POOL = 64  # connections to the upstream: above wrk's 32 so neither client queues for one
 _HEADERS = {"Content-Type": "application/json"}
 _PAYLOAD = (
@@ -84,10 +89,39 @@ class HttpxForwarder:
         await self._client.aclose()
 
 
+class WireForwarder:
+    """Forwards through failover's own client: an ``HttpClient`` and one deployment's
+    ``Endpoint``, as every upstream call of the gateway does."""
+
+    def __init__(self, upstream: str) -> None:
+        from failover.config import DeploymentConfig, Provider
+        from failover.providers.http import HttpClient
+
+        self._http = HttpClient(limit=_POOL)
+        deployment = DeploymentConfig(
+            name="bench", provider=Provider.OPENAI_COMPATIBLE, model="m", api_base=upstream
+        )
+        self._endpoint = self._http.endpoint(deployment, {})
+        self._target = self._endpoint.target("/chat/completions")
+
+    async def forward(self, body: bytes) -> tuple[int, bytes]:
+        async with self._endpoint.request("POST", self._target, body) as response:
+            return response.status, await response.read()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
 async def serve_proxy(kind: str, upstream: str) -> None:
     """Serve the proxy on a free port until SIGTERM; print its URL first."""
     target = f"{upstream}/chat/completions"
-    forwarder: Forwarder = AiohttpForwarder(target) if kind == "aiohttp" else HttpxForwarder(target)
+    forwarder: Forwarder
+    if kind == "aiohttp":
+        forwarder = AiohttpForwarder(target)
+    elif kind == "httpx":
+        forwarder = HttpxForwarder(target)
+    else:
+        forwarder = WireForwarder(upstream)
 
     async def handle(request: web.Request) -> web.Response:
         status, body = await forwarder.forward(await request.read())
@@ -174,8 +208,15 @@ def check(url: str) -> None:
         raise RuntimeError(f"the proxy at {url} answered {body[:200]!r}")
 
 
-def measure(kind: str, upstream: str, args: argparse.Namespace) -> LoadResult:
-    """Start a fresh proxy of ``kind`` on core 0, warm it up, measure it, stop it."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(kind: str, upstream: str, args: argparse.Namespace) -> tuple[LoadResult, float]:
+    """Start a fresh proxy of ``kind`` on core 0, warm it up, measure it, stop it; its figures
+    and its CPU time per request (µs)."""
     script = str(Path(__file__).resolve())
     argv = [*pin(0), sys.executable, script, "--proxy", kind, "--upstream", upstream]
     proxy, url = start_server(argv)
@@ -183,9 +224,14 @@ def measure(kind: str, upstream: str, args: argparse.Namespace) -> LoadResult:
         check(url)
         endpoint = f"{url}/chat/completions"
         if args.smoke:
-            return asyncio.run(load_loop(endpoint, args.duration))
-        run_wrk(endpoint, args.connections, 2, core=1, body=BODY)  # warm-up
-        return run_wrk(endpoint, args.connections, args.duration, core=1, body=BODY)
+            before = cpu_seconds(proxy.pid)
+            result = asyncio.run(load_loop(endpoint, args.duration))
+        else:
+            run_wrk(endpoint, args.connections, 2, core=1, body=BODY)  # warm-up
+            before = cpu_seconds(proxy.pid)
+            result = run_wrk(endpoint, args.connections, args.duration, core=1, body=BODY)
+        spent = cpu_seconds(proxy.pid) - before
+        return result, spent / max(result.requests, 1) * 1e6
     finally:
         stop(proxy)
 
@@ -207,25 +253,28 @@ def main() -> int:
 
     upstream_process, upstream = start_server(mock_command(1))
     results: dict[str, list[LoadResult]] = {kind: [] for kind in CLIENTS}
+    cpu: dict[str, list[float]] = {kind: [] for kind in CLIENTS}
     try:
-        print("| run | client | req/s | p50 ms | p90 ms | p99 ms | errors |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        print("| run | client | req/s | p50 ms | p90 ms | p99 ms | errors | CPU µs/request |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for round_ in range(1, args.rounds + 1):
             for kind in CLIENTS:
-                result = measure(kind, upstream, args)
+                result, per_request = measure(kind, upstream, args)
                 results[kind].append(result)
-                print(result.row(f"{round_} | {kind}"), flush=True)
+                cpu[kind].append(per_request)
+                print(f"{result.row(f'{round_} | {kind}')} {per_request:.0f} |", flush=True)
     finally:
         stop(upstream_process)
 
     print()
-    print("| client | mean req/s | median p50 ms | median p99 ms |")
-    print("| --- | --- | --- | --- |")
+    print("| client | mean req/s | median p50 ms | median p99 ms | median CPU µs/request |")
+    print("| --- | --- | --- | --- | --- |")
     for kind, runs in results.items():
         rps = statistics.mean(r.rps for r in runs)
         p50 = statistics.median(r.p50_ms for r in runs)
         p99 = statistics.median(r.p99_ms for r in runs)
-        print(f"| {kind} | {rps:,.0f} | {p50:.2f} | {p99:.2f} |")
+        per_request = statistics.median(cpu[kind])
+        print(f"| {kind} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {per_request:.0f} |")
     failed = [
         kind for kind, runs in results.items() if any(r.errors or not r.requests for r in runs)
     ]

@@ -28,6 +28,7 @@ def smoke(script: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str
         ("tail.py", "| hedge_after auto |"),
         ("availability.py", "| correlated: failover |"),
         ("overhead.py", "| failover |"),
+        ("http_client.py", "| wire |"),
     ],
 )
 def test_benchmark_smoke_mode_works(script: str, expected: str) -> None:
