@@ -2,10 +2,13 @@
 
     .venv/bin/python bench/soak.py --short                      # ~50 s, run by tests/bench
     .venv/bin/python bench/soak.py --seconds 600 --rate 40      # the long run of BENCHMARKS.md
+    .venv/bin/python bench/soak.py --seconds 600 --serve        # the gateway in its own process
+    .venv/bin/python bench/soak.py --seconds 300 --tracemalloc  # where in-process memory grows
 
-The gateway (``failover.server.serving``: uvicorn and the app in this process) fronts two
-in-process :class:`~failover.mock_upstream.MockUpstream` providers, ``a`` and ``b``, on
-127.0.0.1. Their faults follow a cycle (48 s in the short run, 60 s in the long one, repeated):
+The gateway (``failover.server.serving``: uvicorn and the app in this process; with ``--serve``,
+``failover serve --config F`` in a subprocess) fronts two in-process
+:class:`~failover.mock_upstream.MockUpstream` providers, ``a`` and ``b``, on 127.0.0.1. Their
+faults follow a cycle (48 s in the short run, 60 s in the long one, repeated):
 
 - ``a``: healthy, then 50% errors (500/503), then hanging, then a 429 storm (90%, Retry-After
   1 s), then healthy again;
@@ -30,8 +33,13 @@ Checks (the exit status is 1 when one fails):
   tolerance); long run: the slope of RSS, descriptors and tasks between the second and the last
   minute stays under a bound.
 
-RSS and descriptors are those of this process (gateway, mocks and the driver share it; the driver
-closes its connections before the final sample); tasks exclude the driver's own.
+In-process, RSS and descriptors are those of this process (gateway, mocks and the driver share
+it; the driver closes its connections before the final sample); tasks exclude the driver's own.
+With ``--serve`` they are the gateway process' alone (``/proc/PID/status``, ``/proc/PID/fd``), and
+its tasks cannot be seen (the gateway has no endpoint for them): threads are sampled instead, and
+the gateway must exit 0 within ``SHUTDOWN_BOUND`` seconds of SIGTERM. ``--tracemalloc`` (in
+process only) traces allocations and prints the 15 source lines whose memory grew most between
+the start of minute 2 and the end of the traffic.
 """
 
 from __future__ import annotations
@@ -39,12 +47,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import random
+import re
+import signal
 import sys
+import tempfile
 import time
+import tracemalloc
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -68,6 +83,10 @@ MESSAGES = [{"role": "user", "content": "Say hello in five words"}]
 # Drained means back to the baseline within these; a pool connection may outlive the run.
 TASK_TOLERANCE = 3
 FD_TOLERANCE = 4
+# --serve: the gateway process starts within this, and exits within the other after SIGTERM
+# (in-flight requests are over by then; its drain waits for none).
+START_BOUND = 30.0
+SHUTDOWN_BOUND = 15.0
 
 # Fault schedule as (start, profile changes) in fractions of a cycle; the first entry is at 0.
 HEALTHY: dict[str, Any] = {"error_rate": 0.0, "hang": False, "rate_limit_share": 0.0}
@@ -87,21 +106,22 @@ SCHEDULE: dict[str, list[tuple[float, str, dict[str, Any]]]] = {
 }
 
 
-def config(mocks: dict[str, MockUpstream]) -> dict[str, Any]:
-    """The gateway's config: two deployments, a hedged and a sequential route."""
+def config(urls: Mapping[str, str]) -> dict[str, Any]:
+    """The gateway's config over providers at ``urls`` (name -> base URL): two deployments, a
+    hedged and a sequential route."""
     deployments = {
         name: {
             "provider": "openai-compatible",
             "model": "mock-model",
-            "api_base": mock.url,
+            "api_base": url,
             "api_key": "soak-provider-key",
             "timeout": TIMEOUT,
             "max_retries": 1,
         }
-        for name, mock in mocks.items()
+        for name, url in urls.items()
     }
     common = {
-        "targets": list(mocks),
+        "targets": list(urls),
         "deadline": DEADLINE,
         "retry": {"backoff": 0.05, "max_backoff": 0.2, "jitter": True},
         "retry_budget": {"ratio": RATIO, "min_per_second": FLOOR},
@@ -146,13 +166,25 @@ class Result:
 
 @dataclass
 class Sample:
-    """Resource use at one moment."""
+    """Resource use at one moment (of this process, or of the gateway's with --serve)."""
 
     t: float
     rss_mb: float
     fds: int
-    tasks: int
+    tasks: int | None  # None: not visible (the gateway in its own process)
     net_mb: float  # RSS less the driver's own records of the requests, which grow by design
+    threads: int = 0
+
+
+@dataclass
+class Target:
+    """The gateway under soak: its base URL (``/v1`` included) and, with --serve, its process."""
+
+    url: str
+    pid: int | None = None  # None: this process
+    log: list[str] = field(default_factory=list)  # the gateway process' stderr lines
+    exit_code: int | None = None
+    stop_seconds: float = math.nan  # SIGTERM to exit
 
 
 @dataclass
@@ -164,6 +196,7 @@ class Run:
     results: list[Result] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     driver: set[asyncio.Task[Any]] = field(default_factory=set)
+    pid: int | None = None  # the process sampled; None: this one
 
 
 def phase(name: str, t: float, cycle: float) -> tuple[str, dict[str, Any]]:
@@ -192,18 +225,27 @@ def must_succeed(t: float, cycle: float) -> bool:
     return any(healthy_throughout(name, t - GRACE, t + DEADLINE, cycle) for name in SCHEDULE)
 
 
-def sample(run: Run, began: float) -> Sample:
-    """RSS, open descriptors and pending tasks (the driver's own left out) now."""
-    rss_kb = 0
-    with open("/proc/self/status") as status:
+def proc_status(pid: int | None) -> dict[str, str]:
+    """``/proc/PID/status`` (``self`` for None) as field -> value."""
+    fields: dict[str, str] = {}
+    with open(f"/proc/{pid or 'self'}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
-                rss_kb = int(line.split()[1])
-    fds = len(os.listdir("/proc/self/fd"))
+            name, _, value = line.partition(":")
+            fields[name] = value.strip()
+    return fields
+
+
+def sample(run: Run, began: float) -> Sample:
+    """RSS, open descriptors, threads and pending tasks (the driver's own left out) now."""
+    status = proc_status(run.pid)
+    rss_mb = int(status["VmRSS"].split()[0]) / 1024
+    fds = len(os.listdir(f"/proc/{run.pid or 'self'}/fd"))
+    t = time.monotonic() - began
+    if run.pid is not None:
+        return Sample(t, rss_mb, fds, None, rss_mb, int(status["Threads"]))
     tasks = len(asyncio.all_tasks() - run.driver)
     records_mb = len(run.results) * record_bytes() / 2**20
-    rss_mb = rss_kb / 1024
-    return Sample(time.monotonic() - began, rss_mb, fds, tasks, rss_mb - records_mb)
+    return Sample(t, rss_mb, fds, tasks, rss_mb - records_mb, int(status["Threads"]))
 
 
 def record_bytes() -> int:
@@ -225,8 +267,10 @@ def pooled(ports: set[int]) -> int:
     return count
 
 
-async def one(session: aiohttp.ClientSession, url: str, result: Result) -> None:
-    """Send one request and fill in ``result``."""
+async def one(
+    session: aiohttp.ClientSession, url: str, result: Result, bodies: list[str] | None
+) -> None:
+    """Send one request and fill in ``result``; append what came back to ``bodies``."""
     body: dict[str, Any] = {"model": result.route, "messages": MESSAGES}
     if result.stream:
         body["stream"] = True
@@ -236,19 +280,24 @@ async def one(session: aiohttp.ClientSession, url: str, result: Result) -> None:
             result.status = response.status
             if result.stream and response.status == 200:
                 result.seconds = time.monotonic() - start
-                text = (await response.read()).decode()
+            text = (await response.read()).decode()
+            if math.isnan(result.seconds):
+                result.seconds = time.monotonic() - start
+            if bodies is not None:
+                bodies.append(f"{response.status} {dict(response.headers)}\n{text}")
+            result.degraded = response.headers.get("x-failover-degraded") == "true"
+            if result.stream and response.status == 200:
                 if "data: [DONE]" not in text and '"error"' not in text:
                     result.problem = "stream ended without [DONE] or an error event"
                 result.ok = '"error"' not in text and "data: [DONE]" in text
-                result.degraded = response.headers.get("x-failover-degraded") == "true"
             else:
-                payload = await response.json(content_type=None)
-                result.seconds = time.monotonic() - start
-                result.degraded = response.headers.get("x-failover-degraded") == "true"
-                result.ok = response.status == 200 and bool(payload.get("choices"))
+                payload = json.loads(text) if text else None
+                answered = isinstance(payload, dict) and bool(payload.get("choices"))
+                result.ok = response.status == 200 and answered
             result.ok = result.ok and not result.degraded
-    except aiohttp.ClientError as error:
-        result.seconds = time.monotonic() - start
+    except (aiohttp.ClientError, ValueError) as error:
+        if math.isnan(result.seconds):
+            result.seconds = time.monotonic() - start
         result.problem = f"{type(error).__name__}: {error}"
 
 
@@ -257,22 +306,23 @@ async def client(
     url: str,
     result: Result,
     rng: random.Random,
-    driver: set[asyncio.Task[Any]],
+    run: Run,
+    bodies: list[str] | None,
 ) -> None:
     """One client: it waits for its answer, or leaves after a short random delay."""
     if not result.left:
-        await one(session, url, result)
+        await one(session, url, result, bodies)
         return
-    task = asyncio.create_task(one(session, url, result))
-    driver.add(task)
-    task.add_done_callback(driver.discard)
+    task = asyncio.create_task(one(session, url, result, bodies))
+    run.driver.add(task)
+    task.add_done_callback(run.driver.discard)
     await asyncio.sleep(rng.uniform(0.05, 1.5))
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
 
-async def faults(mocks: dict[str, MockUpstream], run: Run, began: float) -> None:
+async def faults(mocks: Mapping[str, MockUpstream], run: Run, began: float) -> None:
     """Switch each mock's profile when the schedule says so."""
     current: dict[str, str] = {}
     while True:
@@ -292,72 +342,278 @@ async def sampler(run: Run, began: float) -> None:
         await asyncio.sleep(1.0)
 
 
-async def soak(seconds: float, rate: float, cycle: float, seed: int) -> tuple[Run, dict[str, Any]]:
+class MemoryTrace:
+    """tracemalloc snapshots at ``at`` seconds into the traffic and at its end (in process)."""
+
+    def __init__(self, at: float = 60.0, frames: int = 8) -> None:
+        self.at = at
+        self.frames = frames
+        self.first: tracemalloc.Snapshot | None = None
+        self.last: tracemalloc.Snapshot | None = None
+
+    def start(self) -> None:
+        tracemalloc.start(self.frames)
+
+    async def watch(self, began: float) -> None:
+        """Take the first snapshot at ``at`` seconds after ``began``."""
+        await asyncio.sleep(max(0.0, began + self.at - time.monotonic()))
+        self.first = tracemalloc.take_snapshot()
+
+    def finish(self) -> None:
+        """Take the last snapshot and stop tracing."""
+        self.last = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+
+    def report(self, top: int = 15, tracebacks: int = 5) -> list[str]:
+        """The ``top`` lines whose allocations grew most, then the stacks of the first few."""
+        if self.first is None or self.last is None:
+            return ["tracemalloc: the run ended before the first snapshot"]
+        ignore = [
+            tracemalloc.Filter(False, tracemalloc.__file__),
+            tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"),
+            tracemalloc.Filter(False, "<unknown>"),
+        ]
+        first, last = self.first.filter_traces(ignore), self.last.filter_traces(ignore)
+        total = sum(s.size_diff for s in last.compare_to(first, "filename"))
+        lines = [
+            f"tracemalloc, {self.at:g} s to the end of the traffic: {total / 2**20:+.2f} MB traced",
+            "| # | grew KB | count +/- | where |",
+            "| --- | --- | --- | --- |",
+        ]
+        growth = last.compare_to(first, "lineno")[:top]
+        for rank, stat in enumerate(growth, 1):
+            frame = stat.traceback[0]
+            lines.append(
+                f"| {rank} | {stat.size_diff / 1024:+.1f} | {stat.count_diff:+d} | "
+                f"{short_path(frame.filename)}:{frame.lineno} |"
+            )
+        for rank, stat in enumerate(last.compare_to(first, "traceback")[:tracebacks], 1):
+            lines.append(f"stack {rank}: {stat.size_diff / 1024:+.1f} KB, {stat.count_diff:+d}")
+            lines.extend(
+                f"    {short_path(frame.filename)}:{frame.lineno}"
+                for frame in reversed(stat.traceback)
+            )
+        return lines
+
+
+def short_path(path: str) -> str:
+    """A source path from its package on (``site-packages/`` and ``src/`` cut off)."""
+    for marker in ("site-packages/", "/src/", "/lib/python3"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
+
+
+@contextlib.asynccontextmanager
+async def in_process(gateway_config: dict[str, Any]) -> AsyncIterator[Target]:
+    """The gateway served in this process and event loop."""
+    async with serving(Gateway.from_dict(gateway_config)) as server:
+        yield Target(server.url)
+
+
+@contextlib.asynccontextmanager
+async def served(gateway_config: dict[str, Any]) -> AsyncIterator[Target]:
+    """``failover serve --config F`` in a subprocess; its stderr is kept in ``Target.log``."""
+    with tempfile.TemporaryDirectory(prefix="failover-soak-") as directory:
+        path = Path(directory) / "gateway.yaml"
+        path.write_text(json.dumps(gateway_config, indent=1))  # JSON is YAML
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "failover.cli",
+            "serve",
+            "--config",
+            str(path),
+            "--port",
+            "0",
+            stdin=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=directory,
+        )
+        target = Target("", process.pid)
+        reader: asyncio.Task[None] | None = None
+        try:
+            async with asyncio.timeout(START_BOUND):
+                target.url = await listening(process, target.log) + "/v1"
+            reader = asyncio.create_task(read_lines(process, target.log))
+            yield target
+        finally:
+            target.exit_code, target.stop_seconds = await stop(process)
+            if reader is not None:
+                await reader
+
+
+async def listening(process: asyncio.subprocess.Process, log: list[str]) -> str:
+    """Read the gateway's stderr up to its start line; the origin it listens on."""
+    assert process.stderr is not None
+    while True:
+        line = (await process.stderr.readline()).decode(errors="replace")
+        if not line:
+            raise RuntimeError("the gateway exited before it listened:\n" + "".join(log))
+        log.append(line)
+        if found := re.search(r"listening on (http://\S+)", line):
+            return found.group(1)
+
+
+async def read_lines(process: asyncio.subprocess.Process, log: list[str]) -> None:
+    """Keep the gateway's stderr lines (a full pipe would block its logging)."""
+    assert process.stderr is not None
+    async for line in process.stderr:
+        log.append(line.decode(errors="replace"))
+
+
+async def stop(process: asyncio.subprocess.Process) -> tuple[int | None, float]:
+    """SIGTERM, then wait (SIGKILL past twice the bound); the exit code and seconds taken."""
+    if process.returncode is not None:
+        return process.returncode, 0.0
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        async with asyncio.timeout(2 * SHUTDOWN_BOUND):
+            code = await process.wait()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return None, time.monotonic() - started
+    return code, time.monotonic() - started
+
+
+async def soak(
+    seconds: float,
+    rate: float,
+    cycle: float,
+    seed: int,
+    *,
+    serve: bool = False,
+    memory: MemoryTrace | None = None,
+) -> tuple[Run, dict[str, Any]]:
     """Drive the gateway for ``seconds`` at ``rate`` requests per second; return what was seen."""
-    rng = random.Random(seed)
     run = Run(seconds, cycle)
+    async with MockUpstream(name="a", seed=seed) as a, MockUpstream(name="b", seed=seed + 1) as b:
+        mocks = {"a": a, "b": b}
+        gateway_config = config({name: mock.url for name, mock in mocks.items()})
+        extra = await drive(
+            mocks, gateway_config, run, rate=rate, seed=seed, serve=serve, memory=memory
+        )
+    return run, extra
+
+
+async def drive(
+    mocks: Mapping[str, MockUpstream],
+    gateway_config: dict[str, Any],
+    run: Run,
+    *,
+    rate: float,
+    seed: int,
+    serve: bool = False,
+    headers: Mapping[str, str] | None = None,
+    bodies: list[str] | None = None,
+    memory: MemoryTrace | None = None,
+) -> dict[str, Any]:
+    """Serve ``gateway_config`` (in process, or ``serve``: in a subprocess) and drive it, with
+    ``mocks`` following the fault schedule; fill in ``run`` and return the other figures.
+
+    ``headers`` go with every request (a client key); ``bodies``, when given, receives every
+    answer the clients read (status, headers and body).
+    """
+    rng = random.Random(seed)
     me = asyncio.current_task()
     if me is not None:
         run.driver.add(me)
-    async with MockUpstream(name="a", seed=seed) as a, MockUpstream(name="b", seed=seed + 1) as b:
-        mocks = {"a": a, "b": b}
-        async with serving(Gateway.from_dict(config(mocks))) as server:
-            began = time.monotonic()
-            baseline = sample(run, began)
-            pending: set[asyncio.Task[None]] = set()
-            helpers = [
-                asyncio.create_task(faults(mocks, run, began)),
-                asyncio.create_task(sampler(run, began)),
-            ]
-            run.driver.update(helpers)
-            connector = aiohttp.TCPConnector(limit=0)
-            timeout = aiohttp.ClientTimeout(total=DEADLINE + 30)
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-                sent = 0
-                while (now := time.monotonic() - began) < seconds:
-                    due = sent / rate
-                    if due > now:
-                        await asyncio.sleep(due - now)
-                        continue
-                    result = Result(
-                        arrived=now,
-                        route=rng.choice(("hedged", "sequential")),
-                        stream=rng.random() < STREAM_SHARE,
-                        left=rng.random() < DISCONNECT_SHARE,
-                    )
-                    run.results.append(result)
-                    task = asyncio.create_task(client(session, server.url, result, rng, run.driver))
-                    run.driver.add(task)
-                    pending.add(task)
-                    task.add_done_callback(pending.discard)
-                    task.add_done_callback(run.driver.discard)
-                    sent += 1
-                if pending:
-                    await asyncio.wait(pending)
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            # Losers finish in the background (finish_losers) and connections close: settle.
-            settle_until = time.monotonic() + TIMEOUT + 5.0
-            while time.monotonic() < settle_until:
-                if all(mock.stats.in_flight == 0 for mock in mocks.values()):
-                    now_sample = sample(run, began)
-                    idle = pooled({mock.port for mock in mocks.values()})
-                    if now_sample.tasks <= baseline.tasks + idle + TASK_TOLERANCE:
-                        break
-                await asyncio.sleep(0.1)
-            drained = sample(run, began)
-            # An idle pooled connection holds a descriptor at each end (both in this process)
-            # and a mock handler task until its keep-alive ends (30 s): bounded, not a leak.
-            pool = pooled({mock.port for mock in mocks.values()})
-        upstream = {
-            name: {
-                "requests": mock.stats.paths.get("/v1/chat/completions", 0),
-                "failed": sum(n for k, n in mock.stats.outcomes.items() if k != "ok"),
-            }
-            for name, mock in mocks.items()
+    if memory is not None:
+        memory.start()
+    ports = {mock.port for mock in mocks.values()}
+    target_of = served if serve else in_process
+    async with target_of(gateway_config) as target:
+        run.pid = target.pid
+        began = time.monotonic()
+        baseline = sample(run, began)
+        pending: set[asyncio.Task[None]] = set()
+        helpers = [
+            asyncio.create_task(faults(mocks, run, began)),
+            asyncio.create_task(sampler(run, began)),
+        ]
+        if memory is not None:
+            helpers.append(asyncio.create_task(memory.watch(began)))
+        run.driver.update(helpers)
+        connector = aiohttp.TCPConnector(limit=0)
+        timeout = aiohttp.ClientTimeout(total=DEADLINE + 30)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, headers=headers
+        ) as session:
+            sent = 0
+            while (now := time.monotonic() - began) < run.seconds:
+                due = sent / rate
+                if due > now:
+                    await asyncio.sleep(due - now)
+                    continue
+                result = Result(
+                    arrived=now,
+                    route=rng.choice(("hedged", "sequential")),
+                    stream=rng.random() < STREAM_SHARE,
+                    left=rng.random() < DISCONNECT_SHARE,
+                )
+                run.results.append(result)
+                task = asyncio.create_task(client(session, target.url, result, rng, run, bodies))
+                run.driver.add(task)
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                task.add_done_callback(run.driver.discard)
+                sent += 1
+            if pending:
+                await asyncio.wait(pending)
+            if memory is not None:
+                memory.finish()
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        # Losers finish in the background (finish_losers) and connections close: settle.
+        settle_until = time.monotonic() + TIMEOUT + 5.0
+        while time.monotonic() < settle_until:
+            if settled(run, baseline, mocks, sample(run, began)):
+                break
+            await asyncio.sleep(0.1)
+        drained = sample(run, began)
+        # An idle pooled connection holds a descriptor at each end (the gateway's, and the
+        # mock's in this process) and a mock handler task until its keep-alive ends (30 s):
+        # bounded, not a leak.
+        pool = pooled(ports)
+        metrics = await scrape(target.url, headers)
+    upstream = {
+        name: {
+            "requests": mock.stats.paths.get("/v1/chat/completions", 0),
+            "failed": sum(n for k, n in mock.stats.outcomes.items() if k != "ok"),
         }
-    return run, {"baseline": baseline, "drained": drained, "pool": pool, "upstream": upstream}
+        for name, mock in mocks.items()
+    }
+    return {
+        "baseline": baseline,
+        "drained": drained,
+        "pool": pool,
+        "fds_per_pooled": 2 if target.pid is None else 1,
+        "upstream": upstream,
+        "metrics": metrics,
+        "target": target,
+    }
+
+
+def settled(run: Run, baseline: Sample, mocks: Mapping[str, MockUpstream], now: Sample) -> bool:
+    """No upstream request in flight, and tasks (or the gateway's descriptors) back down."""
+    if any(mock.stats.in_flight for mock in mocks.values()):
+        return False
+    idle = pooled({mock.port for mock in mocks.values()})
+    if now.tasks is not None and baseline.tasks is not None:
+        return now.tasks <= baseline.tasks + idle + TASK_TOLERANCE
+    return now.fds <= baseline.fds + idle + FD_TOLERANCE
+
+
+async def scrape(url: str, headers: Mapping[str, str] | None) -> str:
+    """The gateway's ``/metrics`` text."""
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.get(url.removesuffix("/v1") + "/metrics") as response,
+    ):
+        return await response.text()
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -422,34 +678,65 @@ def check(run: Run, extra: dict[str, Any], *, long: bool) -> list[str]:
     )
     if total > allowed:
         failures.append(f"upstream load {total} above the retry budget's {allowed:.0f}")
-
-    baseline: Sample = extra["baseline"]
-    drained: Sample = extra["drained"]
-    pool: int = extra["pool"]
-    peak = max(run.samples, key=lambda s: s.tasks, default=baseline)
-    print(
-        f"baseline: rss {baseline.rss_mb:.1f} MB, fds {baseline.fds}, tasks {baseline.tasks}; "
-        f"peak tasks {peak.tasks}; drained: rss {drained.rss_mb:.1f} MB, fds {drained.fds}, "
-        f"tasks {drained.tasks}, idle pooled upstream connections {pool}"
-    )
-    if drained.tasks - pool > baseline.tasks + TASK_TOLERANCE:
-        failures.append(
-            f"tasks did not drain: {drained.tasks} ({pool} pooled) vs baseline {baseline.tasks}"
-        )
-    if drained.fds - 2 * pool > baseline.fds + FD_TOLERANCE:
-        failures.append(
-            f"descriptors did not drain: {drained.fds} ({pool} pooled) vs baseline {baseline.fds}"
-        )
+    failures.extend(drain(run, extra))
     if long:
         minutes(run)
         failures.extend(slopes(run))
     return failures
 
 
+def drain(run: Run, extra: dict[str, Any]) -> list[str]:
+    """Print the start and drained figures; return the failed checks (and, with --serve, the
+    gateway's exit)."""
+    failures: list[str] = []
+    baseline: Sample = extra["baseline"]
+    drained: Sample = extra["drained"]
+    pool: int = extra["pool"]
+    target: Target = extra["target"]
+    who = "gateway process" if target.pid is not None else "this process"
+    peak = max((s.tasks for s in run.samples if s.tasks is not None), default=None)
+    print(
+        f"baseline ({who}): rss {baseline.rss_mb:.1f} MB, fds {baseline.fds}, "
+        f"tasks {show(baseline.tasks)}, threads {baseline.threads}; peak tasks {show(peak)}; "
+        f"drained: rss {drained.rss_mb:.1f} MB, fds {drained.fds}, tasks {show(drained.tasks)}, "
+        f"threads {drained.threads}, idle pooled upstream connections {pool}"
+    )
+    tasks, base_tasks = drained.tasks, baseline.tasks
+    if tasks is not None and base_tasks is not None and tasks - pool > base_tasks + TASK_TOLERANCE:
+        failures.append(f"tasks did not drain: {tasks} ({pool} pooled) vs baseline {base_tasks}")
+    if drained.fds - extra["fds_per_pooled"] * pool > baseline.fds + FD_TOLERANCE:
+        failures.append(
+            f"descriptors did not drain: {drained.fds} ({pool} pooled) vs baseline {baseline.fds}"
+        )
+    if target.pid is not None:
+        levels = {
+            level: sum(f" {level} " in line for line in target.log)
+            for level in ("WARNING", "ERROR", "CRITICAL")
+        }
+        print(
+            f"gateway: exit code {target.exit_code} {target.stop_seconds:.1f} s after SIGTERM; "
+            f"log {len(target.log)} lines, "
+            + ", ".join(f"{level} {n}" for level, n in levels.items())
+        )
+        if target.exit_code != 0 or not target.stop_seconds <= SHUTDOWN_BOUND:
+            failures.append(
+                f"the gateway exited {target.exit_code} after {target.stop_seconds:.1f} s "
+                f"(bound {SHUTDOWN_BOUND:g} s)"
+            )
+    return failures
+
+
+def show(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def minutes(run: Run) -> None:
     """A table per minute: requests, success of those who waited, mean RSS, fds and tasks."""
-    print("| minute | requests | success | p99 ms | rss MB | rss net MB | fds | tasks (max) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| minute | requests | success | p99 ms | rss MB | rss net MB | fds | tasks (max) "
+        "| threads |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for minute in range(math.ceil(run.seconds / 60)):
         low, high = minute * 60, (minute + 1) * 60
         stayed = [r for r in run.results if low <= r.arrived < high and not r.left]
@@ -459,11 +746,12 @@ def minutes(run: Run) -> None:
         rss = mean([s.rss_mb for s in samples])
         net = mean([s.net_mb for s in samples])
         fds = mean([float(s.fds) for s in samples])
-        tasks = mean([float(s.tasks) for s in samples])
-        peak = max((s.tasks for s in samples), default=0)
+        tasks = [s.tasks for s in samples if s.tasks is not None]
+        threads = mean([float(s.threads) for s in samples])
+        shown = f"{mean([float(n) for n in tasks]):.1f} ({max(tasks)})" if tasks else "-"
         print(
             f"| {minute + 1} | {len(stayed)} | {ok / max(1, len(stayed)):.1%} | "
-            f"{p99 * 1000:.0f} | {rss:.1f} | {net:.1f} | {fds:.1f} | {tasks:.1f} ({peak}) |"
+            f"{p99 * 1000:.0f} | {rss:.1f} | {net:.1f} | {fds:.1f} | {shown} | {threads:.1f} |"
         )
 
 
@@ -479,10 +767,14 @@ def slopes(run: Run) -> list[str]:
     print("| --- | --- | --- | --- | --- |")
     # Bounds: a leak of one task or descriptor per request, or ~10 KB a request, shows far above.
     # rss_mb is printed for reference; the bound applies to net_mb, the process less the
-    # driver's growing list of request records (record_bytes() each).
-    for name, bound in (("rss_mb", math.inf), ("net_mb", 0.5), ("fds", 0.5), ("tasks", 0.5)):
-        before = mean([float(getattr(s, name)) for s in second])
-        after = mean([float(getattr(s, name)) for s in last])
+    # driver's growing list of request records (record_bytes() each; with --serve the gateway
+    # holds none, and net_mb is its RSS). Threads are printed for reference.
+    measures = [("rss_mb", math.inf), ("net_mb", 0.5), ("fds", 0.5), ("tasks", 0.5)]
+    for name, bound in [*measures, ("threads", math.inf)]:
+        values = [getattr(s, name) for s in second], [getattr(s, name) for s in last]
+        if any(v is None for v in (*values[0], *values[1])):
+            continue  # tasks of a gateway in its own process
+        before, after = mean([float(v) for v in values[0]]), mean([float(v) for v in values[1]])
         slope = (after - before) / minutes
         print(f"| {name} | {before:.1f} | {after:.1f} | {slope:+.2f} | {bound:g} |")
         if slope > bound:
@@ -496,11 +788,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--rate", type=float, default=40.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--serve", action="store_true", help="the gateway as `failover serve` in a subprocess"
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace allocations (in process); print the lines that grew most after minute 1",
+    )
     args = parser.parse_args(argv)
+    if args.serve and args.tracemalloc:
+        parser.error("--tracemalloc traces this process: the gateway must run in it (no --serve)")
     seconds, cycle = (48.0, 48.0) if args.short else (args.seconds, 60.0)
+    memory = MemoryTrace(at=min(60.0, seconds / 2)) if args.tracemalloc else None
     started = time.monotonic()
-    run, extra = asyncio.run(soak(seconds, args.rate, cycle, args.seed))
+    run, extra = asyncio.run(
+        soak(seconds, args.rate, cycle, args.seed, serve=args.serve, memory=memory)
+    )
     failures = check(run, extra, long=not args.short)
+    if memory is not None:
+        print("\n".join(memory.report()))
     print(f"wall time {time.monotonic() - started:.1f} s")
     for failure in failures:
         print(f"FAIL: {failure}")

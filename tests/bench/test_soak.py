@@ -1,15 +1,19 @@
-"""The short chaos soak (``bench/soak.py --short``) and its fault schedule."""
+"""The chaos soak (`bench/soak.py`): its fault schedule, the short run, and the --serve mode."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
+import aiohttp
 import pytest
+
+from failover.mock_upstream import MockUpstream
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -75,3 +79,54 @@ def test_short_soak_passes_every_check() -> None:
     recovered = re.search(r"after recovery: (\d+)/(\d+) succeeded", done.stdout)
     assert recovered is not None, output
     assert int(recovered.group(2)) > 500  # the check covered most of the run
+
+
+async def test_served_gateway_is_sampled_in_its_own_process() -> None:
+    """--serve: `failover serve` answers, is sampled by its pid, and exits 0 on SIGTERM."""
+    soak = load_soak()
+    async with MockUpstream(name="a", seed=1) as a, MockUpstream(name="b", seed=2) as b:
+        config = soak.config({"a": a.url, "b": b.url})
+        async with soak.served(config) as target:
+            assert target.pid not in (None, os.getpid())
+            run = soak.Run(1.0, 60.0, pid=target.pid)
+            before = soak.sample(run, 0.0)
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"{target.url}/chat/completions",
+                    json={"model": "hedged", "messages": soak.MESSAGES},
+                ) as response,
+            ):
+                assert response.status == 200
+            after = soak.sample(run, 0.0)
+    status = soak.proc_status(None)
+    assert before.tasks is None  # not visible from outside the gateway
+    assert before.net_mb == before.rss_mb > 20
+    assert after.threads >= 1
+    assert before.rss_mb != int(status["VmRSS"].split()[0]) / 1024  # not this process
+    assert a.stats.requests + b.stats.requests >= 1
+    assert any("listening on" in line for line in target.log)
+    assert target.exit_code == 0
+    assert target.stop_seconds < soak.SHUTDOWN_BOUND
+
+
+def test_drain_fails_a_gateway_that_does_not_exit_cleanly() -> None:
+    """A served gateway that exits non-zero (or late) fails the run; tasks are not checked."""
+    soak = load_soak()
+    base = soak.Sample(0.0, 60.0, 10, None, 60.0, 1)
+    run = soak.Run(1.0, 60.0, pid=1234)
+    for code, seconds, failed in ((0, 1.0, False), (1, 1.0, True), (0, 99.0, True)):
+        target = soak.Target("http://x/v1", 1234, exit_code=code, stop_seconds=seconds)
+        extra = {"baseline": base, "drained": base, "pool": 0, "fds_per_pooled": 1}
+        assert bool(soak.drain(run, {**extra, "target": target})) is failed
+
+
+def test_slopes_leave_out_tasks_they_cannot_see() -> None:
+    """--serve samples carry no task count: the slope table skips it and checks the rest."""
+    soak = load_soak()
+    run = soak.Run(240.0, 60.0, pid=1234)
+    for t in range(240):
+        rss = 60.0 + t / 60  # +1 MB a minute: above the 0.5 bound
+        run.samples.append(soak.Sample(float(t), rss, 10, None, rss, 2))
+    failures = soak.slopes(run)
+    assert [f.split()[0] for f in failures] == ["net_mb"]

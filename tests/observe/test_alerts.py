@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from failover.clock import ManualClock
-from failover.config import AlertLevel, RouteConfig
+from failover.config import AlertLevel, RouteConfig, config_from_dict
 from failover.engine.events import Event, EventKind
 from failover.errors import (
     AllTargetsFailed,
@@ -157,3 +157,20 @@ def test_alert_shapes() -> None:
         "message": "cooling",
         "time": "1970-01-01T00:00:00.000Z",
     }
+
+
+def test_hedge_rate_window_forgets_old_requests() -> None:
+    """A route that never hedges keeps only its last minute of requests, not 10,000."""
+    config = config_from_dict(
+        {
+            "store": {"url": "none"},
+            "deployments": {"main": {"provider": "openai", "model": "m", "api_key": "sk-x"}},
+            "routes": {"intent": {"targets": ["main"]}},
+        }
+    )
+    clock = ManualClock()
+    rules = AlertRules(config.routes, redact=str, clock=clock)
+    for _ in range(12_000):  # 20 a second for 10 minutes
+        rules.request_finished("intent")
+        clock.advance(0.05)
+    assert len(rules._hedging["intent"].requests) <= 60 / 0.05 + 1

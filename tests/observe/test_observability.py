@@ -257,3 +257,34 @@ def _sample(text: str, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+async def test_lost_span_batches_are_counted_in_metrics() -> None:
+    """Each span batch a dead OTLP endpoint did not take counts in trace_export_failures."""
+    config = config_from_dict(
+        {
+            "store": {"url": "none"},
+            "alerts": [],
+            "telemetry": {"otlp_endpoint": f"http://127.0.0.1:{closed_port()}"},
+            "deployments": {"main": {"provider": "openai", "model": "m", "api_key": "sk-x"}},
+            "routes": {"intent": {"targets": ["main"]}},
+        }
+    )
+    obs = Observability.from_config(config)
+    assert obs.tracing is not None
+    for n in range(600):  # past a batch (512 spans): exported at once, and lost
+        obs.request_finished(
+            request_id=f"req_{n}",
+            route="intent",
+            started_at_wall=time.time(),
+            latency=0.01,
+            result=None,
+            error=None,
+        )
+    deadline = time.monotonic() + 15
+    while obs.tracing.export_failures < 1:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    await obs.aclose(grace=2.0)
+    lost = obs.tracing.export_failures
+    assert f"failover_trace_export_failures_total {float(lost)}" in obs.metrics_text().decode()

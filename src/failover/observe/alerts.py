@@ -156,6 +156,14 @@ class _HedgeRate:
         self.requests: deque[float] = deque(maxlen=limit)
         self.hedges: deque[float] = deque(maxlen=limit)
 
+    @staticmethod
+    def add(times: deque[float], now: float) -> None:
+        """Record a moment in ``times``, forgetting those past the window: without it, a route
+        that never hedges keeps ``limit`` stale moments (~0.3 MB) for good."""
+        times.append(now)
+        while times[0] < now - HEDGE_RATE_WINDOW:
+            times.popleft()
+
     def rate(self, now: float) -> float:
         for times in (self.requests, self.hedges):
             while times and times[0] < now - HEDGE_RATE_WINDOW:
@@ -193,7 +201,7 @@ class AlertRules:
         if kind is EventKind.ATTEMPT_ENDED:
             return self._attempt_ended(event)
         if kind is EventKind.HEDGE_STARTED:
-            self._window(event.route).hedges.append(self._clock.now())
+            _HedgeRate.add(self._window(event.route).hedges, self._clock.now())
             return None
         if kind is EventKind.PRIMARY_TIMEOUT:
             route = self._routes.get(event.route)
@@ -220,7 +228,7 @@ class AlertRules:
 
     def request_finished(self, route: str) -> None:
         """Count a request in its route's hedge rate."""
-        self._window(route).requests.append(self._clock.now())
+        _HedgeRate.add(self._window(route).requests, self._clock.now())
 
     def on_transition(self, transition: Transition) -> Alert | None:
         """The alert a deployment's health change deserves (circuit open, cooldown), if any."""

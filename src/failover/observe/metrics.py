@@ -17,6 +17,7 @@ serves :meth:`Metrics.text` with :data:`CONTENT_TYPE`. The series, all prefixed 
     redis_failures_total                          calls to the shared state that failed
     store_failures_total                          request log batches the store did not take
     store_dropped_records_total                   request log rows lost (buffer full, refused)
+    trace_export_failures_total                   span batches the OTLP endpoint did not take
 
 Labels hold route, deployment and outcome names only: no key, no client id.
 """
@@ -214,6 +215,11 @@ class Metrics:
         self.store_dropped = Counter(
             "failover_store_dropped_records",
             "Request log rows dropped (buffer full, refused, or left at shutdown).",
+            registry=registry,
+        )
+        self.trace_export_failures = Counter(
+            "failover_trace_export_failures",
+            "Span batches the OTLP endpoint did not take (failed, or dropped while it was down).",
             registry=registry,
         )
         self._states: dict[str, DeploymentState] = {}

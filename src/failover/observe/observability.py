@@ -101,6 +101,8 @@ class Observability:
                 self.metrics.set_circuit(name, "not_configured")
         self.tracker = AttemptTracker()
         self.tracing = tracing
+        if tracing is not None:
+            tracing.count_export_failures(self.metrics.trace_export_failures.inc)
         self.alerter = (
             alerter
             if alerter is not None

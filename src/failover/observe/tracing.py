@@ -20,6 +20,11 @@ OTLP/HTTP exporter: spans are queued and sent by the SDK's own thread, never on 
 The :class:`~opentelemetry.sdk.trace.TracerProvider` is failover's own, never the global one, so
 an application's own tracing setup is left alone.
 
+A dead endpoint (closed port, 5xx, no answer) never slows a request, and says so once: the
+exporter sits behind a :class:`~failover.observe.export.GuardedExporter` (logged once, counted,
+batches dropped at once while it is down). Shutdown waits ``grace`` seconds at most, even on an
+endpoint that hangs.
+
 Backends that take OTLP/HTTP:
 
 - **Jaeger** (v1.35+ or v2): ``otlp_endpoint: http://127.0.0.1:4318``; run it with
@@ -37,8 +42,10 @@ Backends that take OTLP/HTTP:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -51,6 +58,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from failover.config import DeploymentConfig, TelemetryConfig
+from failover.observe.export import GuardedExporter
 from failover.observe.records import DEGRADED, SUCCESS
 from failover.observe.tracker import LoserEnd
 from failover.types import AttemptOutcome, AttemptRecord, ChatRequest, ChatResult
@@ -67,6 +75,9 @@ _SEMCONV_PROVIDER = {"gemini": "gcp.gemini", "openai-compatible": "openai"}
 _ENDED_WELL = frozenset({AttemptOutcome.SUCCESS.value, AttemptOutcome.LOST_COMPLETED.value})
 
 
+_EXPORT_TIMEOUT = 5.0  # seconds, one batch (the exporter's retries included)
+
+
 def traces_url(endpoint: str) -> str:
     """The OTLP/HTTP traces URL for a configured endpoint.
 
@@ -81,11 +92,39 @@ def _ns(seconds: float) -> int:
     return int(seconds * _NS)
 
 
+async def _in_daemon_thread(work: Callable[[], object], seconds: float) -> bool:
+    """Run ``work`` in a thread of its own; whether it ended within ``seconds``.
+
+    Not ``asyncio.to_thread``: its pool's threads are joined when the process exits, so a call
+    stuck on a dead endpoint would hold the exit too. A daemon thread is left behind instead.
+    """
+    loop = asyncio.get_running_loop()
+    ended = asyncio.Event()
+
+    def run() -> None:
+        try:
+            work()
+        except Exception:
+            logger.exception("tracing: stopping the exporter failed")
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(ended.set)
+
+    threading.Thread(target=run, name="failover-tracing-shutdown", daemon=True).start()
+    try:
+        async with asyncio.timeout(seconds):
+            await ended.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 class Tracing:
     """Request and attempt spans on a tracer provider of failover's own.
 
     ``span_processor`` receives every span (tests pass a ``SimpleSpanProcessor`` around an
-    ``InMemorySpanExporter``); :meth:`from_config` builds the batching OTLP/HTTP one.
+    ``InMemorySpanExporter``); :meth:`from_config` builds the batching OTLP/HTTP one, around a
+    :class:`GuardedExporter` given as ``exporter`` (for :meth:`count_export_failures`).
     """
 
     def __init__(
@@ -97,6 +136,7 @@ class Tracing:
         service_name: str = "failover",
         capture_content: bool = False,
         max_open_losers: int = 10_000,
+        exporter: GuardedExporter | None = None,
     ) -> None:
         self._provider = TracerProvider(
             resource=Resource.create({"service.name": service_name}), shutdown_on_exit=False
@@ -108,6 +148,7 @@ class Tracing:
         self._capture = capture_content
         self._losers: OrderedDict[tuple[str, int], tuple[Span, float]] = OrderedDict()
         self._max_open_losers = max_open_losers
+        self._exporter = exporter
 
     @classmethod
     def from_config(
@@ -121,14 +162,29 @@ class Tracing:
             return None
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter(endpoint=traces_url(telemetry.otlp_endpoint), timeout=5)
+        url = traces_url(telemetry.otlp_endpoint)
+        exporter = GuardedExporter(
+            OTLPSpanExporter(endpoint=url, timeout=_EXPORT_TIMEOUT), url=url, redact=redact
+        )
         return cls(
             span_processor=BatchSpanProcessor(exporter),
             deployments=deployments,
             redact=redact,
             service_name=telemetry.service_name,
             capture_content=telemetry.capture_content,
+            exporter=exporter,
         )
+
+    def count_export_failures(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` for each span batch the endpoint did not take (the metrics hook;
+        nothing is counted with a processor passed in by hand)."""
+        if self._exporter is not None:
+            self._exporter.on_failure = callback
+
+    @property
+    def export_failures(self) -> int:
+        """Span batches lost so far (failed, or dropped while the endpoint was down)."""
+        return self._exporter.lost if self._exporter is not None else 0
 
     def request_finished(
         self,
@@ -209,11 +265,9 @@ class Tracing:
         for span, _ in self._losers.values():
             span.end()
         self._losers.clear()
-        # The SDK's flush and shutdown block on the exporter's HTTP calls: off the loop.
-        try:
-            async with asyncio.timeout(grace):
-                await asyncio.to_thread(self._provider.shutdown)
-        except TimeoutError:
+        # The SDK's flush and shutdown block on the exporter's HTTP calls: off the loop, and
+        # given up on after grace (a hanging endpoint), so that closing stays bounded.
+        if not await _in_daemon_thread(self._provider.shutdown, grace):
             logger.warning("tracing: the exporter did not finish within %.0fs", grace)
 
     def force_flush(self, timeout_millis: int = 5000) -> bool:
@@ -283,4 +337,5 @@ class Tracing:
         return self._redact(json.dumps(value, ensure_ascii=False, default=str))
 
     def __repr__(self) -> str:
-        return f"<Tracing open_losers={len(self._losers)} capture_content={self._capture}>"
+        export = "" if self._exporter is None else f" lost_batches={self._exporter.lost}"
+        return f"<Tracing open_losers={len(self._losers)} capture_content={self._capture}{export}>"
