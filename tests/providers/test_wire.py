@@ -289,8 +289,12 @@ def test_a_header_with_a_line_break_is_refused() -> None:
         http.endpoint(deployment, {"Authorization": "Bearer sk-x\r\nX-Evil: 1"})
 
 
-async def test_a_kept_alive_connection_closed_under_the_request_is_retried_once() -> None:
-    """The server hangs up on a reused connection without a byte of answer: once more, anew."""
+GET = b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+async def test_a_kept_alive_connection_closed_under_a_get_is_retried_once() -> None:
+    """The server hangs up on a reused connection without a byte of answer: a GET goes once
+    more, on a new connection."""
     connections = 0
 
     async def hang_up_on_the_second(
@@ -309,7 +313,7 @@ async def test_a_kept_alive_connection_closed_under_the_request_is_retried_once(
     async with raw_server(hang_up_on_the_second) as (origin, peers):
         wire = Wire()
         for _ in range(2):
-            response = await wire.request(origin, HEAD, BODY, silence=5)
+            response = await wire.request(origin, GET, None, silence=5)
             assert await response.read() == b'{"ok":true}'
             response.release()
         assert len(peers) == 2
@@ -325,4 +329,190 @@ async def test_a_new_connection_closed_unanswered_is_not_retried() -> None:
         with pytest.raises(BodyCut):
             await wire.request(origin, HEAD, BODY, silence=5)
         assert len(peers) == 1
+        await wire.aclose()
+
+
+async def test_a_post_the_server_worked_on_is_not_sent_twice() -> None:
+    """A POST is not idempotent: on a reused connection dropped unanswered it fails (the engine
+    decides what is retried, so retries never multiply), however likely a keep-alive race."""
+    posts = 0
+
+    async def work_then_die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal posts
+        while True:
+            await read_request(reader)
+            posts += 1
+            if posts == 2:
+                await asyncio.sleep(0.2)  # the provider is generating ... and crashes
+                return
+            writer.write(OK)
+            await writer.drain()
+
+    async with raw_server(work_then_die) as (origin, _):
+        wire = Wire()
+        response = await wire.request(origin, HEAD, BODY, silence=5)
+        await response.read()
+        response.release()
+        with pytest.raises(BodyCut):
+            await wire.request(origin, HEAD, BODY, silence=5)
+        await wire.aclose()
+    assert posts == 2
+
+
+async def test_an_answer_read_while_paused_leaves_a_connection_that_reads() -> None:
+    """An answer whose end arrived while reading was paused: its connection, put back, reads
+    the next answer (it is not left paused, with no silence timer to notice)."""
+    size = 512 * 1024
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size
+    async with raw_server(answering(big, OK)) as (origin, peers):
+        wire = Wire()
+        response = await wire.request(origin, HEAD, BODY, silence=1)
+        for _ in range(200):  # all of it in, more than the buffer holds unread: paused
+            if response.done:
+                break
+            await asyncio.sleep(0.01)
+        received = 0
+        while chunk := await response.readany():
+            received += len(chunk)
+        assert received == size
+        response.release()
+        async with asyncio.timeout(5):
+            response = await wire.request(origin, HEAD, BODY, silence=1)
+            assert await response.read() == b'{"ok":true}'
+        response.release()
+        assert len(peers) == 1
+        await wire.aclose()
+
+
+async def test_a_cancelled_waiter_passes_its_wake_up_on() -> None:
+    """At the limit, the request woken for a freed connection is cancelled before it runs: the
+    next waiting request is woken instead of waiting for ever."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(OK)
+            await writer.drain()
+
+    async with raw_server(serve) as (origin, _):
+        wire = Wire(limit=1)
+        first = await wire.request(origin, HEAD, BODY, silence=5)
+        await first.read()
+
+        async def one() -> bytes:
+            response = await wire.request(origin, HEAD, BODY, silence=5)
+            body = await response.read()
+            response.release()
+            return body
+
+        woken = asyncio.create_task(one())
+        waiting = asyncio.create_task(one())
+        await asyncio.sleep(0.05)  # both wait for the limit
+        first.release()  # wakes the first waiter ...
+        woken.cancel()  # ... which is cancelled in the same tick (a hedge loser, a client gone)
+        async with asyncio.timeout(3):
+            assert await waiting == b'{"ok":true}'
+        await wire.aclose()
+
+
+async def test_bytes_after_the_end_of_an_answer_drop_the_connection() -> None:
+    """More bytes than the answer's length: the answer stays whole, the connection is not reused
+    (the next request gets a new one)."""
+    extra = b"HTTP/1.1 500 Oops\r\nContent-Length: 5\r\n\r\nab"
+    async with raw_server(answering(OK + extra)) as (origin, peers):
+        wire = Wire()
+        for _ in range(2):
+            response = await wire.request(origin, HEAD, BODY, silence=5)
+            await asyncio.sleep(0.1)
+            assert await response.read() == b'{"ok":true}'
+            assert response.status == 200
+            response.release()
+        assert len(peers) == 2
+        await wire.aclose()
+
+
+async def test_a_huge_head_is_a_bad_response() -> None:
+    """A hostile upstream cannot make the client hold megabytes of headers."""
+
+    async def hostile(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(64):
+            writer.write(b"X-Junk: " + b"a" * 32 * 1024 + b"\r\n")  # 2 MiB of headers
+            await writer.drain()
+        writer.write(b"Content-Length: 2\r\n\r\n{}")
+        await reader.read()
+
+    async with raw_server(hostile) as (origin, _):
+        wire = Wire()
+        with pytest.raises(BadResponse, match="head"):
+            await wire.request(origin, HEAD, BODY, silence=5)
+        await wire.aclose()
+
+
+async def test_a_read_after_a_cancelled_wait_waits_again() -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.write(b"cd")
+        await reader.read()
+
+    async with raw_server(trickle) as (origin, _):
+        wire = Wire()
+        response = await wire.request(origin, HEAD, BODY, silence=5)
+        assert await response.readany() == b"ab"
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await response.readany()
+        assert await response.readany() == b"cd"
+        response.close()
+        await wire.aclose()
+
+
+async def test_aclose_opens_no_new_connection() -> None:
+    """Closing with a GET in flight on a reused connection does not retry it on a new one."""
+
+    async def slow_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        await read_request(reader)
+        await reader.read()
+
+    async with raw_server(slow_second) as (origin, peers):
+        wire = Wire()
+        response = await wire.request(origin, GET, None, silence=5)
+        await response.read()
+        response.release()
+        task = asyncio.create_task(wire.request(origin, GET, None, silence=5))
+        await asyncio.sleep(0.1)
+        await wire.aclose()
+        with pytest.raises(ConnectionError):
+            await task
+        await asyncio.sleep(0.1)
+        assert len(peers) == 1
+
+
+async def test_upgrade_answer_is_a_bad_response() -> None:
+    up = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+    async with raw_server(answering(up)) as (origin, _):
+        wire = Wire()
+        with pytest.raises(BadResponse):
+            await wire.request(origin, HEAD, BODY, silence=2)
+        await wire.aclose()
+
+
+async def test_an_interim_answers_headers_do_not_stick() -> None:
+    hints = (
+        b"HTTP/1.1 103 Early Hints\r\nContent-Type: text/html\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    async with raw_server(answering(hints)) as (origin, _):
+        wire = Wire()
+        response = await wire.request(origin, HEAD, BODY, silence=2)
+        assert await response.read() == b"{}"
+        assert response.content_type == b""
+        response.release()
         await wire.aclose()

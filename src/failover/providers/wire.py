@@ -38,6 +38,8 @@ __all__ = ["BadResponse", "BodyCut", "Origin", "Wire", "WireResponse"]
 _HIGH_WATER = 256 * 1024
 """Unread answer bytes above which the connection stops reading (the provider is held back)."""
 _LOW_WATER = 64 * 1024
+_MAX_HEAD = 64 * 1024
+"""Bytes of status line and headers (interim answers included) an answer may take."""
 
 
 class BodyCut(ConnectionError):
@@ -138,7 +140,7 @@ class WireResponse:
         if self._error is not None:
             raise self._error
         waiter = self._waiter
-        if waiter is None:
+        if waiter is None or waiter.done():  # done: a cancelled wait left it behind
             connection = self._connection
             if connection is None:
                 raise BodyCut("the answer was already released")
@@ -200,6 +202,7 @@ class _Connection(asyncio.Protocol):
         self._reading = True
         self.sent = 0  # requests sent on this connection
         self.heard = False  # a byte of the current request's answer arrived
+        self._head_size = 0
 
     # -- what the pool and the response call ----------------------------------------------
 
@@ -211,6 +214,7 @@ class _Connection(asyncio.Protocol):
         self._response = WireResponse(self)
         self.sent += 1
         self.heard = False
+        self._head_size = 0
         ready = self._headers_ready = self.loop.create_future()
         if body:
             transport.writelines((head, body))
@@ -227,6 +231,7 @@ class _Connection(asyncio.Protocol):
         self._response = None
         self._headers_ready = None
         if reuse and not self.closed:
+            self.resume()  # a paused answer read to its end: the next one must be heard
             self.wire._put_back(self)
         else:
             self.abort()
@@ -265,9 +270,15 @@ class _Connection(asyncio.Protocol):
         self.heard = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._failed(BadResponse(f"the answer is not valid HTTP/1.1 ({exc})"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._failed(BadResponse(f"the answer is not valid HTTP/1.1 ({exc!r})"))
             self.abort()
+            return
+        if not self.status_known:
+            self._head_size += len(data)
+            if self._head_size > _MAX_HEAD:
+                self._failed(BadResponse(f"the answer's head is over {_MAX_HEAD} bytes"))
+                self.abort()
 
     def eof_received(self) -> bool:
         response = self._response
@@ -289,6 +300,11 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        response = self._response
+        if response is not None and response.done:
+            raise BadResponse("more bytes after the end of the answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         response = self._response
         if response is None:
@@ -309,6 +325,8 @@ class _Connection(asyncio.Protocol):
         if response.status < 200:
             # 1xx: an interim answer (we never ask for one); the real one follows.
             response.headers = []
+            response.content_type = b""
+            response.length_known = False
             return
         if not ready.done():
             ready.set_result(response)
@@ -386,7 +404,7 @@ class Wire:
         try:
             return await self._exchange(connection, head, body, silence)
         except (BodyCut, ConnectionResetError, BrokenPipeError):
-            if not reused or connection.heard:
+            if not reused or connection.heard or not head.startswith(b"GET "):
                 raise
         # The server had closed this kept-alive connection as it was reused (the race every
         # client of idle keep-alive connections meets): nothing of the request was answered,
@@ -436,9 +454,16 @@ class Wire:
                 return await self._connect(origin, silence)
             waiter = asyncio.get_running_loop().create_future()
             self._slots.append(waiter)
-            await waiter  # a connection was freed or put back: look again
+            try:
+                await waiter  # a connection was freed or put back: look again
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._free_slot()  # the wake-up was ours: pass it on
+                raise
 
     async def _connect(self, origin: Origin, silence: float) -> _Connection:
+        if self._closed:
+            raise ConnectionError("the client is closed")
         loop = asyncio.get_running_loop()
         self._connecting += 1
         try:
