@@ -7,6 +7,7 @@ same scenarios run for real, asserting outcomes and ordering with generous margi
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -304,3 +305,24 @@ async def test_requests_are_recorded(
         ]
     assert stream_record["stream"] is True
     assert chat_record["completion_tokens"] > 0
+
+
+def test_request_ids_are_unique_and_not_shared_with_a_forked_child() -> None:
+    """Ids come from a pool of CSPRNG bytes; a forked child draws its own, never the parent's."""
+    from failover.gateway import RequestIds
+
+    ids = RequestIds()
+    drawn = {ids() for _ in range(1000)}  # several refills of the pool
+    assert len(drawn) == 1000
+    assert all(len(i) == 28 and i.startswith("req_") for i in drawn)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: its next id, then out at once
+        os.write(write, ids().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    childs = os.read(read, 100).decode()
+    os.close(read)
+    assert childs.startswith("req_")
+    assert childs != ids()

@@ -31,7 +31,7 @@ import orjson
 from failover.config import RouteConfig
 from failover.engine import failure_status
 from failover.errors import FailoverError
-from failover.gateway import Gateway, new_request_id
+from failover.gateway import Gateway
 from failover.server import answers
 from failover.server.answers import CONNECTION_CLOSE, CONTENT_JSON, Header
 from failover.server.context import RequestContext, RequestHook
@@ -76,6 +76,7 @@ class ChatHandler:
         self._engine = gateway.engine
         self._routes: Mapping[str, RouteConfig] = gateway.routes
         self._observability = gateway.observability
+        self._request_ids = gateway.request_ids
         self._max_body = max_body_bytes
         self._hook = hook
         self._now = now
@@ -112,7 +113,7 @@ class ChatHandler:
             await exchange.error(_unknown_model(call.model))
             return
         context = RequestContext(
-            request_id=new_request_id(),
+            request_id=self._request_ids(),
             client_request_id=exchange.client_request_id,
             client_key_id=client_key_id,
             client=exchange.client_address,
