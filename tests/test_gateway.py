@@ -308,13 +308,17 @@ async def test_requests_are_recorded(
 
 
 def test_request_ids_are_unique_and_not_shared_with_a_forked_child() -> None:
-    """Ids come from a pool of CSPRNG bytes; a forked child draws its own, never the parent's."""
+    """Ids sort by time and come with CSPRNG bytes from a pool; a forked child draws its own,
+    never the parent's."""
     from failover.gateway import RequestIds
 
     ids = RequestIds()
-    drawn = {ids() for _ in range(1000)}  # several refills of the pool
-    assert len(drawn) == 1000
-    assert all(len(i) == 28 and i.startswith("req_") for i in drawn)
+    drawn = [ids() for _ in range(1000)]  # several refills of the pool
+    assert len(set(drawn)) == 1000
+    assert all(len(i) == 32 and i.startswith("req_") for i in drawn)
+    stamps = [int(i[4:16], 16) for i in drawn]
+    assert stamps == sorted(stamps)
+    assert abs(stamps[-1] / 1000 - time.time()) < 60
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # the child: its next id, then out at once
