@@ -6,8 +6,8 @@ costs throughput on the hot path). Several workers (``--workers N``) are N such 
 with its own socket on the same address (``SO_REUSEPORT``: the kernel spreads connections over
 them, where one shared accept queue would wake them all). They share health, cooldowns and
 inbound limits only through Redis, so N > 1 needs ``state.backend: redis``; the request log's
-migrations run once, in the parent, before the workers start. Measured on 2 vCPUs shared with
-wrk (32 connections), the mock upstream and Redis: 1 worker ~1,200 requests/s, 2 workers ~1,750.
+migrations run once, in the parent, before the workers start. (One worker's throughput and cost:
+BENCHMARKS.md, "Gateway overhead".)
 
 Each connection is held to :class:`~failover.server.connection.ConnectionLimits` (sizes of the
 head, time to send it and the body: :mod:`failover.server.connection`).
