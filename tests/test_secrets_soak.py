@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from failover.mock_upstream import MockUpstream
 from tests.bench.test_soak import load_soak
+from tests.observe.conftest import serve_app
 
 PROVIDER_KEYS = {
     "a": "sk-live-SoakProviderKeyA-7f3k2QmZ",
@@ -98,12 +99,8 @@ class KeyGate:
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.2
-        )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/v1"
+        self._runner, base = await serve_app(app)
+        self.url = f"{base}/v1"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -129,10 +126,7 @@ class Recorder:
     async def __aenter__(self) -> Recorder:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._keep)
-        self._runner = web.AppRunner(app, access_log=None)  # its lines would quote the token
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.origin = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner, self.origin = await serve_app(app)  # no access log: it would quote the token
         return self
 
     async def __aexit__(self, *exc: object) -> None:

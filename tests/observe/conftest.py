@@ -125,17 +125,22 @@ class WebhookReceiver:
     async def __aenter__(self) -> WebhookReceiver:
         app = web.Application()
         app.router.add_post("/hook/{token}", self._receive)
-        self._runner = web.AppRunner(app, access_log=None)  # its lines would quote the token
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/hook/T0KEN-in-the-url"
+        self._runner, base = await serve_app(app)
+        self.url = f"{base}/hook/T0KEN-in-the-url"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:
+    """``app`` served on 127.0.0.1 (a free port, no access log: its lines could quote secrets,
+    handlers cancelled when their client leaves); its runner, to clean up, and base URL."""
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.2)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from failover.providers.redact import Redactor
 from failover.server.embedded import serving
 from failover.types import AttemptRecord, ChatRequest, ChatResult, Usage
 
-from .conftest import closed_port, gateway_config
+from .conftest import closed_port, gateway_config, serve_app
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
 # Through the engine, then reported by hand: the way the HTTP server reports a request.
@@ -242,12 +242,7 @@ class OtlpReceiver:
     async def __aenter__(self) -> OtlpReceiver:
         app = web.Application()
         app.router.add_post("/v1/traces", self._receive)
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.2
-        )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner, self.url = await serve_app(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
