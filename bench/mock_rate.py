@@ -116,14 +116,21 @@ def wrk_command(url: str, script: Path, connections: int, seconds: float, core: 
 
 
 def run_wrk(
-    url: str, connections: int, seconds: float, core: int, body: Mapping[str, object] | None = None
+    url: str,
+    connections: int,
+    seconds: float,
+    core: int,
+    body: Mapping[str, object] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
-    """Drive ``url`` with wrk and read its figures."""
+    """Drive ``url`` with wrk (sending ``headers`` too) and read its figures."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
-        script.write_text(_LUA % {"body": json.dumps(body or BODY)})
+        lua = _LUA % {"body": json.dumps(body or BODY)}
+        lua += "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
+        script.write_text(lua)
         argv = wrk_command(url, script, connections, seconds, core)
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     line = next(line for line in out.splitlines() if line.startswith("WRK_JSON "))

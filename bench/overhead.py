@@ -51,7 +51,7 @@ from pathlib import Path
 
 import aiohttp
 
-from mock_rate import _LUA, BODY, LoadResult, mock_command, pin, start_server, stop, wrk_command
+from mock_rate import BODY, LoadResult, mock_command, pin, run_wrk, start_server, stop
 
 TARGETS = ("direct", "failover", "aiohttp", "litellm", "portkey")
 ROUTE = "mock-model"  # the failover route and the LiteLLM model share the mock's model name
@@ -320,23 +320,7 @@ def check(running: Running) -> None:
 
 def wrk(running: Running, connections: int, seconds: float) -> LoadResult:
     """wrk (one thread, core 1) against the running target, its figures read exactly."""
-    with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "post.lua"
-        lua = _LUA % {"body": json.dumps(BODY)}
-        lua += "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in running.headers.items())
-        script.write_text(lua)
-        argv = wrk_command(running.url, script, connections, seconds, core=1)
-        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    line = next(line for line in out.splitlines() if line.startswith("WRK_JSON "))
-    data = json.loads(line.removeprefix("WRK_JSON "))
-    return LoadResult(
-        requests=data["requests"],
-        seconds=data["duration_us"] / 1e6,
-        errors=data["errors"] + data["non2xx"],
-        p50_ms=data["p50_us"] / 1000,
-        p90_ms=data["p90_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
-    )
+    return run_wrk(running.url, connections, seconds, core=1, headers=running.headers)
 
 
 async def load_loop(running: Running, seconds: float, concurrency: int) -> LoadResult:
