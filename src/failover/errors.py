@@ -12,6 +12,7 @@
     ├── UpstreamError                an attempt produced an upstream outcome; carries its class
     │   ├── UpstreamTimeout          the attempt's own timeout (also a TimeoutError)
     │   ├── UpstreamConnectionError  connect error or reset
+    │   │   └── ConnectionUnavailable  no free connection in time: not the upstream's outcome
     │   ├── UpstreamStatusError      the provider answered an error status or error event
     │   └── MalformedResponse        a 200 whose body is not a valid completion
     └── AllTargetsFailed             every attempt failed; carries each attempt's error
@@ -29,6 +30,7 @@ __all__ = [
     "AllTargetsFailed",
     "ClientRateLimited",
     "ConfigError",
+    "ConnectionUnavailable",
     "DeadlineExceeded",
     "ErrorClass",
     "FailoverError",
@@ -184,6 +186,12 @@ class UpstreamConnectionError(UpstreamError):
     """The connection could not be made or was reset."""
 
     error_class = ErrorClass.CONNECTION
+
+
+class ConnectionUnavailable(UpstreamConnectionError):
+    """No connection to the deployment's origin was free within the client's wait: every one
+    was busy (perhaps hung), and nothing was sent. The attempt fails like a connection error, but
+    the upstream produced no outcome, so its deployment's health is not told (SPEC rule 7)."""
 
 
 class UpstreamStatusError(UpstreamError):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import pytest
 
+from failover.errors import MalformedResponse
 from failover.providers.sse import SSEEvent, SSEParser, iter_events
+
+BOUND = 1024 * 1024  # MAX_EVENT: a line's or an event's bytes
 
 
 def feed_all(*chunks: bytes) -> list[SSEEvent]:
@@ -88,3 +93,58 @@ async def test_iter_events_over_async_chunks() -> None:
         yield b"ta: 2\n\n"
 
     assert [e.data async for e in iter_events(chunks())] == ["1", "2"]
+
+
+def feed_each(parser: SSEParser, reads: Iterable[bytes]) -> list[SSEEvent]:
+    """Every event ``parser`` gives for ``reads``, fed one by one (no close)."""
+    return [event for read in reads for event in parser.feed(read)]
+
+
+def test_a_line_without_an_end_fails_at_the_bound() -> None:
+    """A line that never ends (20 MB fed in 64 KiB reads) is malformed once it passes the
+    1 MiB bound, which the error names; the parser holds nothing afterwards."""
+    parser = SSEParser()
+    piece = b"x" * 64 * 1024
+    fed: list[bytes] = []
+
+    def reads() -> Iterator[bytes]:
+        yield b"data: "
+        for _ in range(320):
+            fed.append(piece)
+            yield piece
+
+    with pytest.raises(MalformedResponse) as caught:
+        feed_each(parser, reads())
+    assert len(fed) * len(piece) <= BOUND  # it failed at the bound, not at the end
+    assert "a line over 1048576 bytes" in caught.value.message
+    assert caught.value.status == 200
+    assert parser.close() == []
+
+
+def test_a_long_line_under_the_bound_is_parsed_whole() -> None:
+    """A line fed in many reads, just under the bound, is one data value."""
+    value = b"y" * (BOUND - 100)
+    stream = b"data: " + value + b"\n\n"
+    reads = [stream[i : i + 64 * 1024] for i in range(0, len(stream), 64 * 1024)]
+    assert feed_all(*reads) == [SSEEvent("message", value.decode())]
+
+
+def test_an_event_over_the_bound_fails() -> None:
+    """Data lines that never reach their blank line fail once their sum passes the bound."""
+    parser = SSEParser(limit=1000)
+    with pytest.raises(MalformedResponse, match="an event over 1000 bytes"):
+        feed_each(parser, [b"data: " + b"z" * 100 + b"\n"] * 20)
+    assert parser.feed(b"data: ok\n\n") == [SSEEvent("message", "ok")]
+
+
+def test_the_bound_does_not_depend_on_how_the_bytes_are_read() -> None:
+    """A line of exactly the bound is parsed and one a byte longer fails, wherever the reads
+    split them (a line held without its end and one read whole are bounded alike)."""
+    ok = b"data: 123456\r\n\r\n"  # the line is 12 bytes
+    over = b"data: 1234567\r\n\r\n"
+    for size in range(1, len(over) + 1):
+        reads = [ok[i : i + size] for i in range(0, len(ok), size)]
+        assert feed_each(SSEParser(limit=12), reads) == [SSEEvent("message", "123456")]
+        reads = [over[i : i + size] for i in range(0, len(over), size)]
+        with pytest.raises(MalformedResponse, match="a line over 12 bytes"):
+            feed_each(SSEParser(limit=12), reads)

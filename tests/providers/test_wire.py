@@ -7,6 +7,10 @@ no well-behaved framework would send can be sent), on both event loops (conftest
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -516,3 +520,140 @@ async def test_an_interim_answers_headers_do_not_stick() -> None:
         assert response.content_type == b""
         response.release()
         await wire.aclose()
+
+
+async def test_each_origin_has_its_own_limit() -> None:
+    """An origin at its limit (its connections hung) makes its own requests wait, never
+    another origin's."""
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()
+
+    async with raw_server(hang) as (hung, peers), raw_server(answering(OK)) as (healthy, _):
+        wire = Wire(limit=1)
+        stuck = asyncio.create_task(wire.request(hung, HEAD, BODY, silence=30))
+        for _ in range(200):
+            if peers:
+                break
+            await asyncio.sleep(0.01)
+        async with asyncio.timeout(3):
+            response = await wire.request(healthy, HEAD, BODY, silence=30)
+            assert await response.read() == b'{"ok":true}'
+        response.release()
+        assert not stuck.done()
+        await wire.aclose()
+        with pytest.raises(ConnectionError):
+            await stuck
+
+
+async def test_a_wait_for_a_connection_ends_with_a_pool_timeout() -> None:
+    """At its limit, a request waits at most ``wait`` seconds for a connection, then fails
+    with a PoolTimeout having sent nothing; the connection, once free, serves the next one."""
+    from failover.providers.wire import PoolTimeout
+
+    release = asyncio.Event()
+    requests: list[bytes] = []
+
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            requests.append(await read_request(reader))
+            await release.wait()
+            writer.write(OK)
+            await writer.drain()
+
+    async with raw_server(held) as (origin, peers):
+        wire = Wire(limit=1)
+        first = asyncio.create_task(wire.request(origin, HEAD, BODY, silence=30))
+        for _ in range(500):
+            if requests:
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(PoolTimeout, match=r"within 0\.1s"):
+            await wire.request(origin, HEAD, BODY, silence=30, wait=0.1)
+        assert len(requests) == 1
+        release.set()
+        response = await first
+        await response.read()
+        response.release()
+        response = await wire.request(origin, HEAD, BODY, silence=30, wait=0.1)
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        assert (len(requests), len(peers)) == (2, 1)
+        await wire.aclose()
+
+
+class IdleCloser:
+    """A real server (its own thread, blocking sockets) that answers a connection's first
+    request and then closes it, unread, the moment the test says: a server whose idle timer
+    fires just as the client reuses the connection. Later connections are answered as usual."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.origin = Origin("127.0.0.1", self._listener.getsockname()[1], None)
+        self.close_now = threading.Event()
+        self.closed = threading.Event()
+        self.requests: list[int] = []  # requests read, per connection
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with self._listener:
+            while True:
+                try:
+                    conn, _ = self._listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    self._answer(conn, first=not self.requests)
+
+    def _answer(self, conn: socket.socket, *, first: bool) -> None:
+        self.requests.append(0)
+        stream = conn.makefile("rb")
+        while True:
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                byte = stream.read(1)
+                if not byte:
+                    return
+                head += byte
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            stream.read(int(length.group(1)) if length else 0)
+            self.requests[-1] += 1
+            conn.sendall(OK)
+            if first:
+                self.close_now.wait(10)
+                conn.close()
+                time.sleep(0.05)  # wide margin: the close has reached the client's kernel
+                self.closed.set()
+                return
+
+    def stop(self) -> None:
+        self._listener.close()
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_a_connection_closed_as_it_is_reused_sends_the_request_once_more(
+    method: str,
+) -> None:
+    """The keep-alive race: the server closes an idle kept-alive connection as a request is
+    written into it. Nothing of it was read, so it goes once more on a new connection (a POST
+    too) and is answered: the server read each request once."""
+    server = IdleCloser()
+    head, body = (HEAD, BODY) if method == "POST" else (GET, None)
+    wire = Wire()
+    try:
+        response = await wire.request(server.origin, head, body, silence=5)
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        server.close_now.set()
+        # Blocking the loop: the close reaches this side's kernel unseen, as when the loop is
+        # busy at the moment the server's idle timer fires.
+        assert server.closed.wait(5)
+        response = await wire.request(server.origin, head, body, silence=5)
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        assert server.requests == [1, 1]
+    finally:
+        await wire.aclose()
+        server.stop()

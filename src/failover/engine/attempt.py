@@ -6,6 +6,9 @@ completes its record and tells health exactly once (SPEC rule 7):
 
 - the upstream answered: success, reported as such;
 - the upstream failed, or the deployment's own ``timeout`` passed: reported with its class;
+- no connection to the deployment was free in time
+  (:class:`~failover.errors.ConnectionUnavailable`): a failed attempt, recorded with its class,
+  but the upstream produced nothing, so health is told as for ``cancelled``;
 - failover ended it (another attempt won, the deadline, the client left) or a bug interrupted
   it: ``cancelled``, which changes no health and only frees a half-open probe lease.
 
@@ -23,7 +26,12 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 from failover.engine.events import EventKind
 from failover.engine.expiry import Expiry
 from failover.engine.route import Target
-from failover.errors import DeadlineExceeded, UpstreamError, UpstreamTimeout
+from failover.errors import (
+    ConnectionUnavailable,
+    DeadlineExceeded,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from failover.health.base import Admission, Report
 from failover.providers.base import ChatProvider
 from failover.types import AttemptOutcome, AttemptRecord, ChatRequest, Completion
@@ -186,6 +194,7 @@ class Attempt(Generic[T]):
                 await work.discard(value)
 
     async def _failed(self, error: UpstreamError) -> None:
+        _forget_frames(error)
         record = self._end()
         run = self.run
         if not error.deployment:
@@ -215,6 +224,9 @@ class Attempt(Generic[T]):
         return self.record
 
     def _failure_report(self, error: UpstreamError) -> Report:
+        if isinstance(error, ConnectionUnavailable):
+            # Failover's own pool gave up before the upstream was asked (rule 7): no health.
+            return Report(latency=self.run.clock.now() - self.started, cancelled=True)
         return Report(
             error_class=error.error_class,
             retry_after=error.retry_after,
@@ -230,3 +242,11 @@ class Attempt(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<Attempt {self.target.name!r} retry={self.record.retry} {self.record.outcome}>"
+
+
+def _forget_frames(error: UpstreamError) -> None:
+    """Drop the traceback of a failure the run keeps (``run.errors``, ``Attempt.error``): the run
+    and the engine's frames refer to each other through it, a cycle only a full collection frees,
+    and the traceback would keep the provider's frames in it too, with what they held (a whole
+    answer's decoded payload). Nobody is shown it: an upstream failure is an outcome, not a bug."""
+    error.__traceback__ = None

@@ -8,7 +8,15 @@
   be made ahead.
 - :class:`UpstreamResponse` wraps one answer. Reading it never lets a wire exception out:
   timeouts become :class:`~failover.errors.UpstreamTimeout`, everything else on the wire
-  :class:`~failover.errors.UpstreamConnectionError`.
+  :class:`~failover.errors.UpstreamConnectionError`, with two exceptions: a body over its bound
+  is a :class:`~failover.errors.MalformedResponse` naming the bound, and a request that found no
+  free connection in time is a :class:`~failover.errors.ConnectionUnavailable` (the upstream was
+  never asked: the engine does not count it against the deployment's health).
+
+Every read an upstream can make long is bounded: a body read whole (a completion, a models list)
+by ``max_body`` (:data:`MAX_BODY` by default; a Content-Length above it fails before a byte is
+read), an error body by 64 KiB (the rest is never read: the connection is dropped), an event
+stream's lines and events by :data:`~failover.providers.sse.MAX_EVENT`.
 
 An exchange that ends with an exception (an error, a cancellation, a consumer that stopped
 reading a stream) *closes* its connection; only a fully read answer goes back to the pool, so a
@@ -25,6 +33,7 @@ half-read connection is never reused.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import ssl
 import time
@@ -39,6 +48,7 @@ from yarl import URL
 from failover.config import DeploymentConfig
 from failover.errors import (
     ConfigError,
+    ConnectionUnavailable,
     MalformedResponse,
     UpstreamConnectionError,
     UpstreamError,
@@ -47,9 +57,26 @@ from failover.errors import (
 from failover.providers.classify import classify_event, classify_response
 from failover.providers.redact import Redactor
 from failover.providers.sse import SSEEvent, iter_events
-from failover.providers.wire import BadResponse, BodyCut, Origin, Wire, WireResponse
+from failover.providers.wire import (
+    MAX_BODY,
+    BadResponse,
+    BodyCut,
+    BodyTooLarge,
+    Origin,
+    PoolTimeout,
+    Wire,
+    WireResponse,
+)
 
-__all__ = ["Endpoint", "HttpClient", "RequestTarget", "UpstreamResponse", "api_key"]
+__all__ = [
+    "DEFAULT_POOL_TIMEOUT",
+    "MAX_BODY",
+    "Endpoint",
+    "HttpClient",
+    "RequestTarget",
+    "UpstreamResponse",
+    "api_key",
+]
 
 logger = logging.getLogger("failover.providers")
 
@@ -64,19 +91,38 @@ _ACCEPT_JSON = f"Accept: {JSON}\r\n".encode()
 _POST_JSON = _ACCEPT_JSON + f"Content-Type: {JSON}\r\n".encode()
 _POST_STREAM = f"Accept: {EVENT_STREAM}\r\nContent-Type: {JSON}\r\n".encode()
 
+_LOCAL_SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""Socket errors that say this process or machine ran short, whatever the provider's state."""
 _WIRE_ERRORS = (OSError, TimeoutError)  # what the wire raises (BodyCut, BadResponse included)
+
+DEFAULT_POOL_TIMEOUT = 2.0
+"""The longest a request waits for a free connection to its origin (and never more than half its
+deployment's ``timeout``, so that the wait ends with its own error, not the attempt's timeout)."""
+
+_INVALID: Final = object()  # what json() holds for a body that is not JSON
 
 
 class HttpClient:
     """The shared upstream client: one set of keep-alive pools per Gateway.
 
-    ``limit`` caps open connections in all; idle keep-alive connections live
-    ``keepalive_timeout`` seconds.
+    ``limit`` caps each origin's open connections (one provider's hung connections never take
+    another's); a request waits at most ``pool_timeout`` seconds for one (see
+    :data:`DEFAULT_POOL_TIMEOUT`). Idle keep-alive connections live ``keepalive_timeout``
+    seconds. A body read whole may take ``max_body`` bytes.
     """
 
-    def __init__(self, *, limit: int = 1000, keepalive_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        limit: int = 1000,
+        keepalive_timeout: float = 30.0,
+        max_body: int = MAX_BODY,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+    ) -> None:
         self._limit = limit
         self._keepalive_timeout = keepalive_timeout
+        self.max_body = max_body
+        self.pool_timeout = pool_timeout
         self._wire: Wire | None = None
         self._closed = False
         self._verified: ssl.SSLContext | None = None
@@ -204,7 +250,17 @@ class RequestTarget:
 class Endpoint:
     """One deployment's prepared view of the shared client."""
 
-    __slots__ = ("_client", "_headers", "_ssl", "base_url", "name", "redact", "timeout")
+    __slots__ = (
+        "_client",
+        "_headers",
+        "_ssl",
+        "base_url",
+        "max_body",
+        "name",
+        "pool_wait",
+        "redact",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -232,8 +288,11 @@ class Endpoint:
         self._headers = "".join(f"{k}: {v}\r\n" for k, v in every.items()).encode("latin-1")
         self._ssl = ssl_context
         # Connecting, and every silence while an answer is awaited or read, are bounded by the
-        # deployment's timeout; the engine bounds the whole attempt.
+        # deployment's timeout; the engine bounds the whole attempt. A wait for a free
+        # connection ends well before that, with an error that is not the provider's.
         self.timeout = timeout
+        self.pool_wait = min(client.pool_timeout, timeout / 2)
+        self.max_body = client.max_body
         self.redact = redact
 
     def target(self, path: str) -> RequestTarget:
@@ -289,9 +348,27 @@ class Endpoint:
         """The classed error for an error object a provider sent inside a 200 or a stream."""
         return classify_event(payload, deployment=self.name, redact=self.redact, now=time.time())
 
-    def connection_error(self, exc: BaseException) -> UpstreamError:
-        """Translate a wire or socket exception into our tree (the one place it happens)."""
+    def connection_error(self, exc: BaseException, status: int | None = None) -> UpstreamError:
+        """Translate a wire or socket exception into our tree (the one place it happens);
+        ``status`` is the answer's, when one had begun.
+
+        Raised ``from None``, ours still refers to ``exc`` as its context: ``exc`` loses its
+        traceback here, which nobody is shown and which would keep the reader's frames (and
+        what they hold) alive as long as ours.
+        """
+        exc.__traceback__ = None
+        if isinstance(exc, BodyTooLarge):
+            return MalformedResponse(
+                f"the answer's body is over {_size(exc.limit)} (the client's max_body bound)",
+                deployment=self.name,
+                status=status,
+            )
         detail = self.redact(str(exc) or type(exc).__name__)
+        if isinstance(exc, PoolTimeout) or (
+            isinstance(exc, OSError) and exc.errno in _LOCAL_SHORTAGES
+        ):
+            # Our own shortage (connections, file descriptors, buffers), not the provider's.
+            return ConnectionUnavailable(detail, deployment=self.name)
         if isinstance(exc, TimeoutError):
             return UpstreamTimeout(
                 f"no answer within {self.timeout:g}s ({detail})", deployment=self.name
@@ -323,7 +400,11 @@ class Exchange:
         try:
             # The wire closes the connection itself when this await is cancelled or fails.
             response = await endpoint._client.wire().request(
-                self._origin, self._head, self._body, silence=endpoint.timeout
+                self._origin,
+                self._head,
+                self._body,
+                silence=endpoint.timeout,
+                wait=endpoint.pool_wait,
             )
         except _WIRE_ERRORS as exc:
             raise endpoint.connection_error(exc) from None
@@ -384,11 +465,13 @@ class UpstreamResponse:
         return raw.split(b";", 1)[0].strip().lower().decode("latin-1")
 
     async def read(self, limit: int | None = None) -> bytes:
-        """The body (at most ``limit`` bytes when given)."""
+        """The body: all of it, which may not be over the client's ``max_body`` (a
+        MalformedResponse naming the bound), or its first ``limit`` bytes when given (the rest
+        is never read)."""
         response = self._response
         try:
             if limit is None:
-                return await response.read()
+                return await response.read(self._endpoint.max_body)
             parts: list[bytes] = []
             size = 0
             while size < limit:
@@ -399,7 +482,7 @@ class UpstreamResponse:
                 size += len(part)
             return b"".join(parts)[:limit]
         except _WIRE_ERRORS as exc:
-            raise self._endpoint.connection_error(exc) from None
+            raise self._endpoint.connection_error(exc, self.status) from None
 
     async def json(self) -> Any:
         """The body as JSON; a wrong content type or invalid JSON is a MalformedResponse."""
@@ -410,13 +493,17 @@ class UpstreamResponse:
                 deployment=self._endpoint.name,
                 status=self.status,
             )
-        body = await self.read()
+        # The body is never a local here (a failure raised below must not keep it alive), and
+        # orjson's error is not chained to ours: it keeps the whole document (``doc``).
         try:
-            return orjson.loads(body)
+            payload = orjson.loads(await self.read())
         except orjson.JSONDecodeError:
+            payload = _INVALID
+        if payload is _INVALID:
             raise MalformedResponse(
                 "the body is not valid JSON", deployment=self._endpoint.name, status=self.status
-            ) from None
+            )
+        return payload
 
     async def error(self) -> UpstreamError:
         """The classed error for a non-2xx answer (its body read, up to a bound)."""
@@ -445,7 +532,7 @@ class UpstreamResponse:
                     return
                 yield chunk
         except _WIRE_ERRORS as exc:
-            raise self._endpoint.connection_error(exc) from None
+            raise self._endpoint.connection_error(exc, self.status) from None
 
     def events(self) -> AsyncIterator[SSEEvent]:
         """The body as Server-Sent Events; anything but an event stream is a MalformedResponse."""
@@ -456,7 +543,7 @@ class UpstreamResponse:
                 deployment=self._endpoint.name,
                 status=self.status,
             )
-        return iter_events(self.chunks())
+        return iter_events(self.chunks(), deployment=self._endpoint.name)
 
     def __repr__(self) -> str:
         return f"<UpstreamResponse {self.status} {self.content_type} from {self._endpoint.name!r}>"
@@ -469,3 +556,11 @@ def api_key(deployment: DeploymentConfig) -> str:
 
 def _is_json(content_type: str) -> bool:
     return content_type == JSON or content_type.endswith("+json")
+
+
+def _size(count: int) -> str:
+    """``33554432`` as ``32 MiB``; a count that is not a whole number of KiB or MiB in bytes."""
+    for unit, name in ((1 << 20, "MiB"), (1 << 10, "KiB")):
+        if count >= unit and count % unit == 0:
+            return f"{count // unit} {name}"
+    return f"{count} bytes"

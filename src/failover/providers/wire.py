@@ -8,43 +8,86 @@ content codings (it asks for ``identity``). A general client spends most of a re
 what this traffic never needs: measured with ``bench/http_client.py``, a bare proxy spent 127 µs
 of CPU per request through aiohttp's client and 67 µs through this one.
 
-- :class:`Wire` keeps the pools: at most ``limit`` open connections in all, idle ones reused
-  newest first and closed after ``keepalive_timeout`` seconds.
+- :class:`Wire` keeps one pool per origin, each with its own ``limit`` of open connections, so
+  that connections hung at one provider never make a request to another wait. Idle connections
+  are reused newest first and closed after ``keepalive_timeout`` seconds.
+- A request that finds its origin at the limit waits for a connection at most ``wait`` seconds,
+  then fails with :class:`PoolTimeout`: failover gave up before the upstream was asked anything,
+  so it says nothing of the provider's health (the caller keeps the wait shorter than its own
+  timeout, which would).
 - :meth:`Wire.request` sends one request and returns its :class:`WireResponse` once the status
-  line and headers are in; the body is read from it (:meth:`~WireResponse.read`,
+  line and headers are in; the body is read from it (:meth:`~WireResponse.read`, bounded,
   :meth:`~WireResponse.readany`).
 - A connection goes back to its pool only when its answer was read to the end and both sides
   keep it alive (:meth:`WireResponse.release`); anything else (an error, a cancellation, an
-  answer left half-read) closes it (:meth:`WireResponse.close`).
+  answer left half-read) closes it (:meth:`WireResponse.close`), and the bytes it held are let go
+  at once.
 - ``silence`` bounds connecting and every silence while an answer is awaited or read: no byte for
   that long is a :class:`TimeoutError`, and the connection is dropped. Time the reader leaves
   unread bytes waiting does not count.
-- A GET on a kept-alive connection that the server closed before a byte of the answer (the race
-  of every keep-alive client) goes once more on a new connection; a POST never does (it may have
-  been worked on: the engine decides what is retried).
-- Heads are bounded (64 KiB, interim answers included); bytes past the end of an answer drop its
-  connection.
+- Heads are bounded (64 KiB, interim answers included); a body read whole is bounded by
+  :meth:`~WireResponse.read`'s ``limit`` (a Content-Length above it fails before a byte is read,
+  any other answer as soon as it passes it); one read piece by piece is held back at 256 KiB
+  unread. Bytes past the end of an answer drop its connection.
+
+**The keep-alive race.** A server may close an idle kept-alive connection at any moment, also
+just as we reuse it: the request then meets a closed connection and the answer is a reset or an
+end before its first byte. That is our pooling, not the provider's failure, so the request goes
+once more, on a new connection, when it cannot have been worked on:
+
+- a GET always: it is idempotent (RFC 9110 §9.2.2);
+- any other request (a POST: a completion, billed) only when the close reached us within the
+  connection's handshake time (one round trip or more) plus 50 ms of event-loop slack after the
+  request was written. A request needs half a round trip to reach the server and a close another
+  half to come back, so a close that quick left the server before, or within moments of, the
+  request's arrival: nothing can have been done with it. A close that comes later may follow a
+  request the server read and began (a crash, a deploy): it is the provider's failure, and the
+  engine, which alone decides retries (SPEC), decides. RFC 9110 lets a client retry a
+  non-idempotent request only with "some means to detect that the original request was never
+  applied"; the timing is that means. General clients are stricter because they cannot know the
+  traffic: aiohttp resends idempotent methods only (RFC 9112 §9.3.1), Go's net/http a POST only
+  when nothing of it was written.
+
+A resend happens at most once per request, on a new connection that is never resent again, so
+retries never multiply; a timeout, a malformed answer or any byte heard is never resent.
 
 Failures are :class:`OSError` (refused, reset, TLS) including :class:`BodyCut` (the answer ended
-early) and :class:`BadResponse` (not HTTP), or :class:`TimeoutError`.
+early), :class:`BadResponse` (not HTTP) and :class:`BodyTooLarge` (over the reader's bound), or
+:class:`TimeoutError` including :class:`PoolTimeout` (no connection free in time).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import ssl
 from collections import deque
 from typing import NamedTuple, cast
 
 import httptools
 
-__all__ = ["BadResponse", "BodyCut", "Origin", "Wire", "WireResponse"]
+__all__ = [
+    "MAX_BODY",
+    "BadResponse",
+    "BodyCut",
+    "BodyTooLarge",
+    "Origin",
+    "PoolTimeout",
+    "Wire",
+    "WireResponse",
+]
+
+MAX_BODY = 32 * 1024 * 1024
+"""The default bound of a body read whole (:meth:`WireResponse.read`)."""
 
 _HIGH_WATER = 256 * 1024
 """Unread answer bytes above which the connection stops reading (the provider is held back)."""
 _LOW_WATER = 64 * 1024
 _MAX_HEAD = 64 * 1024
 """Bytes of status line and headers (interim answers included) an answer may take."""
+_RACE_SLACK = 0.05
+"""Seconds of event-loop delay allowed, beyond the handshake, in noticing a keep-alive race."""
 
 
 class BodyCut(ConnectionError):
@@ -55,6 +98,21 @@ class BadResponse(ConnectionError):
     """What came back is not an HTTP/1.x answer."""
 
 
+class BodyTooLarge(BadResponse):
+    """The body is over the bound its reader set; ``limit`` is that bound in bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the body is over the {limit}-byte bound")
+
+    def __reduce__(self) -> tuple[type[BodyTooLarge], tuple[int]]:
+        return type(self), (self.limit,)
+
+
+class PoolTimeout(TimeoutError):
+    """No connection to the origin was free within the wait: nothing was sent."""
+
+
 class Origin(NamedTuple):
     """Where connections go: a pool per origin (TLS when ``ssl`` is set)."""
 
@@ -63,10 +121,20 @@ class Origin(NamedTuple):
     ssl: ssl.SSLContext | None
 
 
+def _fresh(error: BaseException) -> BaseException:
+    """A copy of a stored failure to raise: the stored one never gets a traceback, which would
+    hold the reader's frames (and the response they refer to) in a cycle with it."""
+    try:
+        return copy.copy(error)
+    except Exception:  # an exception that cannot be rebuilt from its arguments
+        return error
+
+
 class WireResponse:
     """One answer: status and headers at once, the body as it arrives."""
 
     __slots__ = (
+        "_bound",
         "_chunks",
         "_connection",
         "_done",
@@ -78,6 +146,7 @@ class WireResponse:
         "content_type",
         "headers",
         "keep_alive",
+        "length",
         "length_known",
         "status",
     )
@@ -87,10 +156,12 @@ class WireResponse:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.content_type = b""
+        self.length: int | None = None  # the Content-Length, when the answer gave one
         self.length_known = False  # Content-Length or chunked: the end is in the data
         self.keep_alive = False
         self._chunks: deque[bytes] = deque()
         self._size = 0
+        self._bound = _HIGH_WATER  # unread bytes past which _feed acts: hold back, or fail
         self._paused = False
         self._whole = False  # read() wants it all: never hold the provider back
         self._done = False
@@ -102,9 +173,18 @@ class WireResponse:
         """The whole body has arrived."""
         return self._done
 
-    async def read(self) -> bytes:
-        """The rest of the body, once it has all arrived."""
+    async def read(self, limit: int = MAX_BODY) -> bytes:
+        """The rest of the body, once it has all arrived.
+
+        A body over ``limit`` bytes is a :class:`BodyTooLarge`: at once when its Content-Length
+        says so, else as soon as the bytes pass it; the connection is dropped and nothing of the
+        body is kept, so no more than ``limit`` bytes (and one network read) are ever held.
+        """
+        length = self.length
+        if (length is not None and length > limit) or self._size > limit:
+            self._too_large(limit)
         self._whole = True
+        self._bound = limit
         if self._paused and self._connection is not None:
             self._paused = False
             self._connection.resume()
@@ -129,12 +209,16 @@ class WireResponse:
 
     def release(self) -> None:
         """Done with the answer: its connection goes back to the pool if it can be reused."""
+        if self._chunks:
+            self._drop_chunks()
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.finished(reuse=self._done and self.keep_alive and self._error is None)
 
     def close(self) -> None:
-        """Done with the answer, whatever its state: its connection is dropped."""
+        """Done with the answer, whatever its state: its connection is dropped, and whatever
+        of the body was held is let go."""
+        self._drop_chunks()
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.finished(reuse=False)
@@ -143,7 +227,7 @@ class WireResponse:
 
     def _wait(self) -> asyncio.Future[None]:
         if self._error is not None:
-            raise self._error
+            raise _fresh(self._error)
         waiter = self._waiter
         if waiter is None or waiter.done():  # done: a cancelled wait left it behind
             connection = self._connection
@@ -160,15 +244,27 @@ class WireResponse:
     def _feed(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
         self._size += len(chunk)
-        if (
-            self._size > _HIGH_WATER
-            and not self._paused
-            and not self._whole
-            and self._connection is not None
-        ):
+        if self._size > self._bound:
+            self._over_bound()
+        self._wake()
+
+    def _over_bound(self) -> None:
+        if self._whole:
+            self._too_large(self._bound, raise_it=False)
+        elif not self._paused and self._connection is not None:
             self._paused = True
             self._connection.pause()
-        self._wake()
+
+    def _too_large(self, limit: int, *, raise_it: bool = True) -> None:
+        """Over the bound of a whole read: fail, drop the connection and what it held."""
+        error = BodyTooLarge(limit)
+        self._fail(error)
+        self._drop_chunks()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.detach()
+        if raise_it:
+            raise _fresh(error)
 
     def _complete(self, keep_alive: bool) -> None:
         self._done = True
@@ -179,25 +275,57 @@ class WireResponse:
         if self._done or self._error is not None:
             return
         self._error = error
+        if self._whole:
+            self._drop_chunks()  # a body read whole is useless in part
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
+            waiter.set_exception(_fresh(error))
+
+    def _drop_chunks(self) -> None:
+        self._chunks.clear()
+        self._size = 0
 
     def __repr__(self) -> str:
         state = "done" if self._done else "failed" if self._error is not None else "reading"
         return f"<WireResponse {self.status} {state}>"
 
 
+class _Pool:
+    """One origin's connections: the idle ones (newest last), how many are open or being made,
+    and the requests waiting for one."""
+
+    __slots__ = ("count", "idle", "waiters")
+
+    def __init__(self) -> None:
+        self.idle: list[_Connection] = []
+        self.count = 0  # open connections (idle or in use) and connections being made
+        # True when woken (a connection was put back or a place freed), False when given up.
+        self.waiters: deque[asyncio.Future[bool]] = deque()
+
+    def wake(self) -> None:
+        """A connection was put back or a place freed: the first request waiting looks again."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: sends a request, feeds its answer to a :class:`WireResponse`."""
 
-    def __init__(self, wire: Wire, origin: Origin, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, wire: Wire, pool: _Pool, origin: Origin, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.wire = wire
+        self.pool = pool
         self.origin = origin
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self.handshake = 0.0  # seconds it took to connect: at least one round trip
         self._parser = httptools.HttpResponseParser(self)
         self._response: WireResponse | None = None
         self._headers_ready: asyncio.Future[WireResponse] | None = None
@@ -206,6 +334,7 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._reading = True
         self.sent = 0  # requests sent on this connection
+        self.sent_at = 0.0  # loop time the current request was written
         self.heard = False  # a byte of the current request's answer arrived
         self._head_size = 0
 
@@ -226,9 +355,14 @@ class _Connection(asyncio.Protocol):
         else:
             transport.write(head)
         self._timeout = silence
-        self._last_read = self.loop.time()
+        self.sent_at = self._last_read = self.loop.time()
         self._timer = self.loop.call_at(self._last_read + silence, self._check_silence)
         return ready
+
+    def closed_at_once(self) -> bool:
+        """The connection ended too soon after the request was written for the server to have
+        read it (the keep-alive race; see the module's docstring)."""
+        return self.loop.time() - self.sent_at <= self.handshake + _RACE_SLACK
 
     def finished(self, *, reuse: bool) -> None:
         """The answer is done with: back to the pool, or closed."""
@@ -240,6 +374,13 @@ class _Connection(asyncio.Protocol):
             self.wire._put_back(self)
         else:
             self.abort()
+
+    def detach(self) -> None:
+        """The answer gave up (it failed on its own): nothing more is fed to it, and the
+        connection is dropped."""
+        self._response = None
+        self._headers_ready = None
+        self.abort()
 
     def pause(self) -> None:
         if self.transport is not None and self._reading:
@@ -318,7 +459,11 @@ class _Connection(asyncio.Protocol):
         lowered = name.lower()
         if lowered == b"content-type":
             response.content_type = value
-        elif lowered in (b"content-length", b"transfer-encoding"):
+        elif lowered == b"content-length":
+            response.length_known = True
+            # llhttp refuses a malformed length; this is only what read()'s bound checks.
+            response.length = int(value) if value.isdigit() else None
+        elif lowered == b"transfer-encoding":
             response.length_known = True
 
     def on_headers_complete(self) -> None:
@@ -331,6 +476,7 @@ class _Connection(asyncio.Protocol):
             # 1xx: an interim answer (we never ask for one); the real one follows.
             response.headers = []
             response.content_type = b""
+            response.length = None
             response.length_known = False
             return
         if not ready.done():
@@ -357,7 +503,7 @@ class _Connection(asyncio.Protocol):
     def _failed(self, error: BaseException) -> None:
         ready = self._headers_ready
         if ready is not None and not ready.done():
-            ready.set_exception(error)
+            ready.set_exception(_fresh(error))
         if self._response is not None:
             self._response._fail(error)
 
@@ -382,15 +528,17 @@ class _Connection(asyncio.Protocol):
 
 
 class Wire:
-    """Keep-alive connection pools, one per :class:`Origin`; see the module's docstring."""
+    """Keep-alive connection pools, one per :class:`Origin`; see the module's docstring.
+
+    ``limit`` bounds each origin's open connections (those being made included): one origin
+    can never take another's.
+    """
 
     def __init__(self, *, limit: int = 1000, keepalive_timeout: float = 30.0) -> None:
         self.limit = limit
         self.keepalive_timeout = keepalive_timeout
-        self._idle: dict[Origin, list[_Connection]] = {}
+        self._pools: dict[Origin, _Pool] = {}
         self._open: set[_Connection] = set()
-        self._connecting = 0  # connections being made count against the limit too
-        self._slots: deque[asyncio.Future[None]] = deque()  # requests waiting for the limit
         self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -399,22 +547,34 @@ class Wire:
         return len(self._open)
 
     async def request(
-        self, origin: Origin, head: bytes, body: bytes | None, *, silence: float
+        self,
+        origin: Origin,
+        head: bytes,
+        body: bytes | None,
+        *,
+        silence: float,
+        wait: float | None = None,
     ) -> WireResponse:
         """Send ``head`` (request line and headers, ending with the blank line) and ``body``;
         the answer once its headers are in. ``silence`` bounds connecting and each wait for
-        bytes. A failure or cancellation drops the connection."""
-        connection = await self._connection(origin, silence)
+        bytes; ``wait`` (``silence`` when not given) the wait for a connection when the origin
+        is at its limit (then :class:`PoolTimeout`). A failure or cancellation drops the
+        connection."""
+        wait = silence if wait is None else wait
+        connection = await self._connection(origin, silence, wait)
         reused = connection.sent > 0
         try:
             return await self._exchange(connection, head, body, silence)
         except (BodyCut, ConnectionResetError, BrokenPipeError):
-            if not reused or connection.heard or not head.startswith(b"GET "):
+            if (
+                not reused
+                or connection.heard
+                or not (head.startswith(b"GET ") or connection.closed_at_once())
+            ):
                 raise
-        # The server had closed this kept-alive connection as it was reused (the race every
-        # client of idle keep-alive connections meets): nothing of the GET was answered, so it
-        # goes once more, on a new connection.
-        connection = await self._connect(origin, silence)
+        # The keep-alive race (the module's docstring): the server closed this connection as
+        # it was reused, before it could have read the request. Once more, on a new one.
+        connection = await self._connection(origin, silence, wait, fresh=True)
         return await self._exchange(connection, head, body, silence)
 
     @staticmethod
@@ -425,6 +585,7 @@ class Wire:
         try:
             return await ready
         except BaseException:
+            del ready  # the future holds the failure: not this frame in its traceback too
             connection.abort()
             raise
 
@@ -436,107 +597,138 @@ class Wire:
             self._sweep = None
         for connection in list(self._open):
             connection.abort()
-        self._idle.clear()
-        for waiter in self._slots:
-            if not waiter.done():
-                waiter.set_exception(ConnectionError("the client is closed"))
-        self._slots.clear()
+        for pool in self._pools.values():
+            pool.idle.clear()
+            for waiter in pool.waiters:
+                if not waiter.done():
+                    waiter.set_result(False)  # it looks again, and finds the wire closed
+            pool.waiters.clear()
 
     # -- the pools ------------------------------------------------------------------------
 
-    async def _connection(self, origin: Origin, silence: float) -> _Connection:
+    async def _connection(
+        self, origin: Origin, silence: float, wait: float, *, fresh: bool = False
+    ) -> _Connection:
+        """An idle connection to ``origin`` (unless ``fresh``), else a new one within its
+        limit, else the first freed within ``wait`` seconds."""
+        pool = self._pools.get(origin)
+        if pool is None:
+            pool = self._pools[origin] = _Pool()
+        give_up_at: float | None = None
         while True:
             if self._closed:
                 raise ConnectionError("the client is closed")
-            idle = self._idle.get(origin)
-            while idle:
+            idle = pool.idle
+            while idle and not fresh:
                 connection = idle.pop()
                 transport = connection.transport
                 if not connection.closed and transport is not None and not transport.is_closing():
                     return connection
                 connection.abort()
-            if len(self._open) + self._connecting < self.limit or self._make_room():
-                return await self._connect(origin, silence)
-            waiter = asyncio.get_running_loop().create_future()
-            self._slots.append(waiter)
-            try:
-                await waiter  # a connection was freed or put back: look again
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._free_slot()  # the wake-up was ours: pass it on
-                raise
+            if pool.count < self.limit:
+                return await self._connect(pool, origin, silence)
+            if fresh and idle:
+                idle[0].abort()  # room for the new connection: the oldest idle one goes
+                continue
+            loop = asyncio.get_running_loop()
+            if give_up_at is None:
+                give_up_at = loop.time() + wait
+            await self._wait_for_room(pool, origin, give_up_at - loop.time(), wait)
 
-    async def _connect(self, origin: Origin, silence: float) -> _Connection:
+    async def _wait_for_room(self, pool: _Pool, origin: Origin, left: float, wait: float) -> None:
+        if left <= 0:
+            raise PoolTimeout(
+                f"no connection to {origin.host}:{origin.port} was free within {wait:g}s "
+                f"(all {self.limit} busy)"
+            )
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        pool.waiters.append(waiter)
+        timer = loop.call_later(left, _give_up, waiter)
+        try:
+            await waiter  # a connection was freed or put back, or the wait is over: look again
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                pool.wake()  # the wake-up was ours: pass it on
+            raise
+        finally:
+            timer.cancel()
+            if waiter.cancelled() or not waiter.result():
+                _discard(pool.waiters, waiter)  # a wake-up took it off already otherwise
+
+    async def _connect(self, pool: _Pool, origin: Origin, silence: float) -> _Connection:
         if self._closed:
             raise ConnectionError("the client is closed")
         loop = asyncio.get_running_loop()
-        self._connecting += 1
+        pool.count += 1
+        started = loop.time()
         try:
             async with asyncio.timeout(silence):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(self, origin, loop),
+                    lambda: _Connection(self, pool, origin, loop),
                     origin.host,
                     origin.port,
                     ssl=origin.ssl,
                     server_hostname=origin.host if origin.ssl is not None else None,
                 )
         except BaseException:
-            self._connecting -= 1
-            self._free_slot()  # the slot it held is someone else's to use
+            pool.count -= 1
+            pool.wake()  # the place it held is someone else's to use
             raise
-        self._connecting -= 1
+        connection.handshake = loop.time() - started
+        if connection.closed:  # lost before we got it: it never counted as open
+            pool.count -= 1
+            pool.wake()
+            raise BodyCut("the connection closed as it was made")
+        self._open.add(connection)
         if self._closed:
             connection.abort()
             raise ConnectionError("the client is closed")
-        self._open.add(connection)
         return connection
-
-    def _make_room(self) -> bool:
-        """At the limit: close the oldest idle connection of any origin; False if none is idle."""
-        for idle in self._idle.values():
-            if idle:
-                idle[0].abort()
-                return True
-        return False
 
     def _put_back(self, connection: _Connection) -> None:
         if self._closed:
             connection.abort()
             return
         connection.idle_since = connection.loop.time()
-        self._idle.setdefault(connection.origin, []).append(connection)
+        pool = connection.pool
+        pool.idle.append(connection)
         if self._sweep is None:
             self._sweep = connection.loop.call_later(self.keepalive_timeout, self._sweep_idle)
-        self._free_slot()
+        pool.wake()
 
     def _forget(self, connection: _Connection) -> None:
         if connection in self._open:
             self._open.discard(connection)
-            idle = self._idle.get(connection.origin)
-            if idle and connection in idle:
-                idle.remove(connection)
-            self._free_slot()
-
-    def _free_slot(self) -> None:
-        while self._slots:
-            waiter = self._slots.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+            pool = connection.pool
+            pool.count -= 1
+            if connection in pool.idle:
+                pool.idle.remove(connection)
+            pool.wake()
 
     def _sweep_idle(self) -> None:
         self._sweep = None
         oldest_allowed = asyncio.get_running_loop().time() - self.keepalive_timeout
         remaining = False
-        for idle in self._idle.values():
-            for connection in [c for c in idle if c.idle_since <= oldest_allowed]:
+        for pool in self._pools.values():
+            for connection in [c for c in pool.idle if c.idle_since <= oldest_allowed]:
                 connection.abort()
-            remaining = remaining or bool(idle)
+            remaining = remaining or bool(pool.idle)
         if remaining and not self._closed:
             self._sweep = asyncio.get_running_loop().call_later(
                 self.keepalive_timeout / 2, self._sweep_idle
             )
 
     def __repr__(self) -> str:
-        idle = sum(len(connections) for connections in self._idle.values())
-        return f"<Wire open={len(self._open)} idle={idle} limit={self.limit}>"
+        idle = sum(len(pool.idle) for pool in self._pools.values())
+        return f"<Wire open={len(self._open)} idle={idle} limit={self.limit} per origin>"
+
+
+def _give_up(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
+def _discard(waiters: deque[asyncio.Future[bool]], waiter: asyncio.Future[bool]) -> None:
+    with contextlib.suppress(ValueError):  # already taken off by a wake-up
+        waiters.remove(waiter)
