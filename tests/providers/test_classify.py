@@ -161,3 +161,91 @@ def test_parse_error_shapes() -> None:
     assert (gemini.embedded_status, gemini.grpc_status) == (400, "INVALID_ARGUMENT")
     assert parse_error({"error": "model not found"}).message == "model not found"
     assert parse_error(None, "plain   text").message == "plain text"
+
+
+# A key of no known shape (a self-hosted server's --api-key): only the deployment's redactor
+# knows it, so nothing but redaction of the whole text can keep it out.
+PLAIN_KEY = "vllm-Zq7Hq2Zp9Xw4Lm8Rt3Yb6Nc1"
+
+
+def _leaks(error: UpstreamStatusError | UpstreamTimeout, key: str) -> list[str]:
+    """Every string the error carries out that holds the key or its first 12 characters."""
+    fields = [error.message, error.type, error.code, str(error), repr(error)]
+    return [f for f in fields if f is not None and (key in f or key[:12] in f)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # OpenAI: rule 9 passes a 400's type through to the client as the provider worded it.
+        {"error": {"message": "bad", "type": f"invalid_request_error ({PLAIN_KEY})"}},
+        {"error": {"message": "bad", "type": "invalid_request_error", "code": PLAIN_KEY}},
+        {"error": {"message": "bad", "type": "x", "param": PLAIN_KEY, "code": None}},
+        # Anthropic's error type, Gemini's status (our type) and ErrorInfo reason (our code).
+        {"type": "error", "error": {"type": f"invalid_request_error {PLAIN_KEY}", "message": "m"}},
+        {"error": {"code": 400, "message": "m", "status": f"INVALID_ARGUMENT/{PLAIN_KEY}"}},
+        {"error": {"code": 400, "message": "m", "details": [{"reason": f"KEY_{PLAIN_KEY}"}]}},
+    ],
+)
+def test_every_field_of_a_400_is_redacted(body: object) -> None:
+    """A key the provider echoes in any field of its error (type, code, status, reason) is gone."""
+    error = classify_response(
+        400, orjson.dumps(body), None, deployment="d", redact=Redactor([PLAIN_KEY]), now=0
+    )
+    assert error.error_class is ErrorClass.BAD_REQUEST
+    assert _leaks(error, PLAIN_KEY) == []
+
+
+def test_an_event_error_is_redacted_in_every_field() -> None:
+    """An error object inside a 200 or a stream loses the key from its type and code too."""
+    payload = {"error": {"message": f"m {PLAIN_KEY}", "type": PLAIN_KEY, "code": PLAIN_KEY}}
+    error = classify_event(payload, deployment="d", redact=Redactor([PLAIN_KEY]), now=0)
+    assert _leaks(error, PLAIN_KEY) == []
+
+
+@pytest.mark.parametrize("at", [1000 - 25, 1000 - 12, 1000 - 5])
+def test_a_plain_body_with_the_key_across_the_message_bound(at: int) -> None:
+    """A text body whose key straddles the 1,000-character message bound shows no part of it."""
+    body = ("x" * at + PLAIN_KEY + " and more text").encode()
+    error = classify_response(400, body, None, deployment="d", redact=Redactor([PLAIN_KEY]), now=0)
+    assert len(error.message) <= 1000
+    assert _leaks(error, PLAIN_KEY) == []
+    assert PLAIN_KEY[:4] not in error.message
+
+
+def test_a_shaped_key_glued_to_text_across_the_message_bound() -> None:
+    """An sk- key glued to the text before it (no shape match) is still redacted before the cut."""
+    body = ("x" * 985 + KEY + " trailing").encode()
+    error = classify_response(400, body, None, deployment="d", redact=Redactor([KEY]), now=0)
+    assert _leaks(error, KEY) == []
+
+
+def test_a_body_cut_at_the_read_bound_inside_the_key() -> None:
+    """The error body is read up to 64 KiB: a key it ends inside leaves no part in the message."""
+    bound = 64 * 1024
+    # Blank padding collapses, so the cut key is what is left of the message.
+    body = (" " * (bound - 20) + PLAIN_KEY).encode()[:bound]
+    error = classify_response(400, body, None, deployment="d", redact=Redactor([PLAIN_KEY]), now=0)
+    assert PLAIN_KEY[:4] not in error.message
+    assert _leaks(error, PLAIN_KEY) == []
+
+
+def test_long_fields_are_cut_after_redaction() -> None:
+    """A type or code of any length is cut to a word's bound; the message to 1,000 characters."""
+    body = {"error": {"message": "m" * 5000, "type": "t" * 5000, "code": "q" * 5000}}
+    error = classify_response(
+        400, orjson.dumps(body), None, deployment="d", redact=Redactor(), now=0
+    )
+    assert (len(error.message), len(error.type or ""), len(error.code or "")) == (1000, 200, 200)
+
+
+def test_gemini_token_count_overflow_is_still_recognised() -> None:
+    """Gemini's "input token count (N) exceeds the maximum" is a context overflow."""
+    message = (
+        "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."
+    )
+    body = {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
+    error = classify_response(
+        400, orjson.dumps(body), None, deployment="d", redact=Redactor(), now=0
+    )
+    assert error.error_class is ErrorClass.CONTEXT_OVERFLOW

@@ -16,11 +16,12 @@ from pydantic import (
     ModelWrapValidatorHandler,
     PrivateAttr,
     SecretStr,
+    field_validator,
     model_validator,
 )
 
 from failover.config.base import FrozenModel, PositiveSeconds, Problems
-from failover.config.secrets import is_absent_key
+from failover.config.secrets import http_url_problem, is_absent_key
 
 
 class Provider(enum.StrEnum):
@@ -114,6 +115,16 @@ class DeploymentConfig(FrozenModel):
             problem = None
         model._key_problem = problem
         return model
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_base(cls, value: str | None) -> str | None:
+        # Checked here, once, so that the message masks what the URL may carry (a password, a
+        # ``?key=``), as every other config error does; an empty value means the default.
+        problem = http_url_problem(value) if value else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _base_url(self) -> Self:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from failover.config.base import FrozenModel, NonNegativeSeconds, PositiveSeconds, Problems
+from failover.config.secrets import http_url_problem
 
 SQLITE_URL_PREFIX = "sqlite:///"
 
@@ -192,6 +193,14 @@ class TelemetryConfig(FrozenModel):
     otlp_endpoint: str | None = None
     service_name: str = "failover"
     capture_content: bool = False
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        problem = http_url_problem(value) if value else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class HealthConfig(FrozenModel):

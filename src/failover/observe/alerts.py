@@ -17,7 +17,9 @@ bad_request_translation    MEDIUM    a target other than the route's first answe
 
 :class:`AlertRules` turns engine events and health transitions into :class:`Alert` values; the
 sinks (:mod:`~failover.observe.sinks`) decide where they go. An alert's message is built from
-names and error classes and goes through the redactor: it never holds a key.
+names and error classes and goes through the redactor: it never holds a key. A provider's words
+in it (the 400 of a ``bad_request_translation``) are outside text: they may hold line breaks and
+terminal escapes, which the log sink writes escaped (:mod:`failover.observe.logsafe`).
 """
 
 from __future__ import annotations
@@ -219,7 +221,7 @@ class AlertRules:
             return self._alert(
                 AlertType.BAD_REQUEST_TRANSLATION,
                 event,
-                f"answered 400 ({_error_text(event.error)}) where the route's first target "
+                f"answered 400 ({self._error_text(event.error)}) where the route's first target "
                 "did not: the request is probably not translated well for this provider",
             )
         if kind is EventKind.ALL_FAILED:
@@ -265,7 +267,8 @@ class AlertRules:
         return self._alert(
             AlertType.MALFORMED_RESPONSE,
             event,
-            f"answered 200 with a body that is not a valid completion ({_error_text(event.error)})",
+            "answered 200 with a body that is not a valid completion "
+            f"({self._error_text(event.error)})",
             deployment=record.deployment,
         )
 
@@ -293,6 +296,14 @@ class AlertRules:
             time=self._wall_clock(),
         )
 
+    def _error_text(self, error: BaseException | None) -> str:
+        """The error's words for a message: redacted whole first, then cut (a key the cut went
+        through would otherwise keep its first characters)."""
+        if error is None:
+            return "no detail"
+        text = self._redact(str(error).strip() or type(error).__name__)
+        return text if len(text) <= 300 else text[:297] + "..."
+
     def _window(self, route: str) -> _HedgeRate:
         window = self._hedging.get(route)
         if window is None:
@@ -301,10 +312,3 @@ class AlertRules:
 
     def __repr__(self) -> str:
         return f"<AlertRules routes={len(self._routes)}>"
-
-
-def _error_text(error: BaseException | None) -> str:
-    if error is None:
-        return "no detail"
-    text = str(error).strip() or type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

@@ -7,6 +7,10 @@ retry; counts every lost batch (``on_failure``, the metrics hook); and, through 
 :class:`ExportBreaker`, drops batches at once while the endpoint is down, trying one again after
 a break (5 s, doubling up to 60 s), so that the export thread is not stuck in retries and the
 queue never fills.
+
+The endpoint's URL may carry credentials (``https://user:token@...``, ``?token=``): lines and the
+repr show it masked (:func:`~failover.config.secrets.redact_url`), and the reason a failure gives
+is cleaned of every part of it that could be one.
 """
 
 from __future__ import annotations
@@ -20,16 +24,21 @@ from collections.abc import Callable, Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from failover.config.secrets import redact_url, url_secrets
+from failover.providers.redact import Redactor
+
 __all__ = ["ExportBreaker", "GuardedExporter"]
 
 logger = logging.getLogger("failover.observe.tracing")  # the tracing subsystem's one logger
 
-# Where the OTLP/HTTP exporter logs each failed batch and retry (opentelemetry-exporter-otlp 1.x)
-# and where the batch processor logs an exporter's exception: hushed while our export runs.
+# Where the OTLP/HTTP exporter logs each failed batch and retry (opentelemetry-exporter-otlp 1.x),
+# where the batch processor logs an exporter's exception, and where urllib3 logs each request
+# line (query and all: a collector's token): hushed while our export runs, on its thread only.
 _EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
     "opentelemetry.exporter.otlp.common.http",
     "opentelemetry.sdk._shared_internal",
+    "urllib3.connectionpool",
 )
 # "Transient error X encountered while exporting spans batch, retrying in 1.05s.": X is the news.
 _TRANSIENT = re.compile(r"^Transient error (.*) encountered while exporting .*$", re.DOTALL)
@@ -134,8 +143,12 @@ class GuardedExporter(SpanExporter):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._exporter = exporter
-        self.url = url
+        # The endpoint as it may be printed (lines, repr): its credentials masked. A reason may
+        # quote the URL's parts on their own (requests: "url: /v1/traces?token=..."): those
+        # parts are secrets too, for this exporter's own redaction.
+        self.url = redact_url(url)
         self._redact = redact
+        self._redact_url_parts = Redactor(url_secrets(url))
         self.on_failure = on_failure
         self.breaker = breaker if breaker is not None else ExportBreaker()
         self._clock = clock
@@ -162,7 +175,7 @@ class GuardedExporter(SpanExporter):
                     "(counted in failover_trace_export_failures_total), trying again every "
                     "%g-%g s",
                     self.url,
-                    self._redact(reason or "no reason given")[:400],
+                    self._redact_url_parts(self._redact(reason or "no reason given"))[:400],
                     self.breaker.first_break,
                     self.breaker.max_break,
                 )

@@ -6,7 +6,8 @@ next one that passes says how many were held back). Delivery never blocks a requ
 raises into it:
 
 - :class:`LogSink` writes one line on the ``failover.alerts`` logger, at a matching level
-  (MEDIUM: WARNING, HIGH: ERROR, CRITICAL: CRITICAL).
+  (MEDIUM: WARNING, HIGH: ERROR, CRITICAL: CRITICAL), its control characters escaped (a
+  provider's message in it cannot forge another line, nor clear a terminal).
 - :class:`WebhookSink` queues the alert (bounded) and a background task POSTs it as JSON with a
   Slack-compatible ``text`` field, with a short timeout. A dead webhook costs one log line when
   it starts failing and one when it comes back; failures and drops are counted.
@@ -28,6 +29,7 @@ import aiohttp
 from failover.clock import Clock
 from failover.config import AlertConfig, AlertLevel
 from failover.observe.alerts import Alert
+from failover.observe.logsafe import escape
 
 __all__ = ["AlertSink", "Alerter", "Gate", "LogSink", "WebhookSink"]
 
@@ -108,7 +110,8 @@ class LogSink:
     name = "log"
 
     def deliver(self, alert: Alert) -> None:
-        alert_logger.log(_LOG_LEVELS[alert.level], "alert %s", alert.text)
+        # One line whatever the handler: the message may quote a provider (and so a client).
+        alert_logger.log(_LOG_LEVELS[alert.level], "alert %s", escape(alert.text))
 
     async def start(self) -> None:
         return None

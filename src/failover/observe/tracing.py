@@ -36,7 +36,9 @@ Backends that take OTLP/HTTP:
   prompts there).
 - Any OpenTelemetry Collector, Grafana Tempo, Honeycomb, Arize Phoenix: their OTLP/HTTP URL.
 
-``/v1/traces`` is appended to the endpoint unless it already ends with it.
+``/v1/traces`` is appended to the endpoint's path unless it already ends with it (before the query,
+which is kept). The endpoint may hold credentials (``https://user:token@...``, ``?token=``): every
+log line and repr shows it through :func:`~failover.config.secrets.redact_url`.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -79,13 +81,19 @@ _EXPORT_TIMEOUT = 5.0  # seconds, one batch (the exporter's retries included)
 
 
 def traces_url(endpoint: str) -> str:
-    """The OTLP/HTTP traces URL for a configured endpoint.
+    """The OTLP/HTTP traces URL for a configured endpoint: ``/v1/traces`` joined to its path,
+    before its query (a collector's token may travel there), which is kept as it is.
 
     >>> traces_url("http://127.0.0.1:4318"), traces_url("http://c:4318/v1/traces")
     ('http://127.0.0.1:4318/v1/traces', 'http://c:4318/v1/traces')
+    >>> traces_url("https://u:p@c/otel/?token=t")
+    'https://u:p@c/otel/v1/traces?token=t'
     """
-    endpoint = endpoint.rstrip("/")
-    return endpoint if endpoint.endswith("/v1/traces") else endpoint + "/v1/traces"
+    parts = urlsplit(endpoint)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1/traces"):
+        path += "/v1/traces"
+    return urlunsplit(parts._replace(path=path))
 
 
 def _ns(seconds: float) -> int:
@@ -313,7 +321,8 @@ class Tracing:
         }
         model = result.completion.get("model")
         if isinstance(model, str) and model:
-            attributes["gen_ai.response.model"] = model
+            # The provider's own words, like an error's: a span never carries a key it echoed.
+            attributes["gen_ai.response.model"] = self._redact(model)
         if self._capture:
             messages = [
                 choice.get("message")

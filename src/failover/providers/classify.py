@@ -12,13 +12,19 @@ Every family's real error shapes are read here, so that the engine sees one voca
 Status decides first; the body refines it where one status means several things (a 429 that is an
 exhausted quota, a 400 that is a context overflow or a spent balance, Gemini's 400 for a bad key).
 An error event inside a stream has no status: its type, gRPC status or embedded code stand in.
+
+Every string read from the body (message, type, code, status, reasons) is the provider's, which
+may quote a key: each goes through the deployment's redactor, whole, before it is cut to its bound
+and before anything else reads it (the class is decided on the redacted words), so that no field
+of the error, nor anything built from it (the client's 400, a record, an alert, a span), holds
+any part of a key.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -27,9 +33,22 @@ from failover.errors import ErrorClass, UpstreamError, UpstreamStatusError, Upst
 from failover.providers.redact import Redactor
 from failover.providers.retry_after import retry_after
 
-__all__ = ["ProviderError", "classify_event", "classify_response", "error_class", "parse_error"]
+__all__ = [
+    "ProviderError",
+    "classify_event",
+    "classify_response",
+    "error_class",
+    "parse_error",
+    "redacted",
+]
 
 _MAX_MESSAGE = 1000
+_MAX_FIELD = 200  # a type, a code, a status or a reason: a word, not a text
+_MAX_DETAILS = 20  # reasons and quota ids kept from a Gemini error's details
+_MARGIN = 1024
+"""Characters past a field's bound that are redacted with it: more than any key is long, so a
+key that begins inside the bound is redacted whole (and one cut at the margin, which lies past
+the bound, by its tail), while a 64 KiB body costs no more than a short one."""
 
 # Stand-in statuses for stream error events, by the provider's error type or code.
 _STATUS_BY_TYPE = {
@@ -84,7 +103,8 @@ _CONTEXT_OVERFLOW = re.compile(
             r"context window",  # "exceeds the context window of this model"
             r"prompt is too long",  # Anthropic "...: N tokens > M maximum"; Fireworks
             r"exceed context limit",  # Anthropic "input length and `max_tokens` exceed ..."
-            r"input token count .* exceeds the maximum",  # Gemini "The input token count (N) ..."
+            # Gemini "The input token count (N) exceeds ..." (bounded: no backtracking over a body)
+            r"input token count .{0,40}exceeds the maximum",
             r"reduce the length of the messages",  # OpenAI, Groq "Please reduce the length ..."
             r"`?max_new_tokens`? must be <=",  # Together / TGI input validation
             r"request too large for model",  # Groq: one request above the model's token limit
@@ -137,16 +157,20 @@ class ProviderError:
 
 
 def parse_error(payload: Any, text: str = "") -> ProviderError:
-    """Read an error body of any family; ``text`` is the raw body, used when it is not JSON."""
+    """Read an error body of any family; ``text`` is the raw body, used when it is not JSON.
+
+    The fields are the provider's words as they are, uncut: :func:`redacted` makes them fit to
+    show.
+    """
     if isinstance(payload, list) and payload:
         payload = payload[0]
     if not isinstance(payload, dict):
-        return ProviderError(message=" ".join(text.split())[:_MAX_MESSAGE])
+        return ProviderError(message=" ".join(text.split()))
     error = payload.get("error", payload)
     if isinstance(error, str):  # Ollama: {"error": "model 'x' not found"}
         return ProviderError(message=error)
     if not isinstance(error, dict):
-        return ProviderError(message=" ".join(text.split())[:_MAX_MESSAGE])
+        return ProviderError(message=" ".join(text.split()))
     message = error.get("message") or error.get("detail") or payload.get("message") or ""
     code = error.get("code")
     embedded = code if isinstance(code, int) and not isinstance(code, bool) else None
@@ -171,6 +195,32 @@ def parse_error(payload: Any, text: str = "") -> ProviderError:
         grpc_status=grpc if isinstance(grpc, str) else None,
         reasons=tuple(reasons),
         quota_ids=tuple(quota_ids),
+    )
+
+
+def redacted(info: ProviderError, redact: Redactor) -> ProviderError:
+    """``info`` with each of its strings redacted whole, then cut to its bound.
+
+    >>> redacted(ProviderError(message="bad key sk-live-0123456789", type="sk-live-0123456789"),
+    ...          Redactor())
+    ProviderError(message='bad key [REDACTED]', type='[REDACTED]', code=None, \
+embedded_status=None, grpc_status=None, reasons=(), quota_ids=())
+    """
+
+    def clean(text: str, limit: int = _MAX_FIELD) -> str:
+        return redact(text[: limit + _MARGIN])[:limit]
+
+    def maybe(text: str | None) -> str | None:
+        return None if text is None else clean(text)
+
+    return replace(
+        info,
+        message=clean(info.message, _MAX_MESSAGE),
+        type=maybe(info.type),
+        code=maybe(info.code),
+        grpc_status=maybe(info.grpc_status),
+        reasons=tuple(clean(reason) for reason in info.reasons[:_MAX_DETAILS]),
+        quota_ids=tuple(clean(quota) for quota in info.quota_ids[:_MAX_DETAILS]),
     )
 
 
@@ -224,20 +274,20 @@ def classify_response(
 ) -> UpstreamError:
     """The error for a non-2xx answer: class, provider message (redacted), Retry-After."""
     payload = _json_or_none(body)
-    info = parse_error(payload, body.decode("utf-8", "replace"))
+    info = redacted(parse_error(payload, body.decode("utf-8", "replace")), redact)
     cls = error_class(status, info)
     message = info.message or f"HTTP {status}"
     wait = retry_after(headers, payload, now=now, rate_limited=cls is ErrorClass.RATE_LIMIT)
-    return _build(cls, message, info, deployment, redact, status=status, retry_after=wait)
+    return _build(cls, message, info, deployment, status=status, retry_after=wait)
 
 
 def classify_event(payload: Any, *, deployment: str, redact: Redactor, now: float) -> UpstreamError:
     """The error for an error object inside a stream (or inside a 200 body)."""
-    info = parse_error(payload)
+    info = redacted(parse_error(payload), redact)
     cls = error_class(None, info)
     wait = retry_after(None, payload, now=now)
     message = info.message or "error event in stream"
-    return _build(cls, message, info, deployment, redact, status=None, retry_after=wait)
+    return _build(cls, message, info, deployment, status=None, retry_after=wait)
 
 
 def _build(
@@ -245,20 +295,20 @@ def _build(
     message: str,
     info: ProviderError,
     deployment: str,
-    redact: Redactor,
     *,
     status: int | None,
     retry_after: float | None,
 ) -> UpstreamError:
+    """The error, from fields :func:`redacted` already made fit to show."""
     kind = UpstreamTimeout if cls is ErrorClass.TIMEOUT else UpstreamStatusError
     reason = info.reasons[0] if info.reasons else None
     return kind(
-        redact(message)[:_MAX_MESSAGE],
+        message,
         deployment=deployment,
         status=status,
         retry_after=retry_after,
         error_class=cls,
-        code=redact(info.code) if info.code else reason,
+        code=info.code or reason,
         type=info.type or info.grpc_status,
     )
 

@@ -13,8 +13,11 @@ Each connection is held to :class:`~failover.server.connection.ConnectionLimits`
 head, time to send it and the body: :mod:`failover.server.connection`).
 
 Shutdown on SIGTERM or SIGINT: ``/ready`` turns 503, the socket stops accepting, in-flight
-requests finish (up to ``drain_seconds``: the longest route deadline, at least 30 s), then the
-gateway closes its upstream connections and background losers. A second SIGINT forces the exit.
+requests finish (up to ``drain_seconds``: the longest route deadline, at least 30 s). Chat
+requests still running then are cut: answered 503 ``shutting_down``, or, for a stream already
+under way, ended with that error event, and recorded; then the gateway flushes the request log and
+closes its upstream connections and background losers. A second SIGINT forces the exit (what
+runs then is neither answered nor recorded).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from failover.config import Config
 from failover.errors import ConfigError, FailoverError
 from failover.gateway import Gateway
 from failover.observe import Observability
+from failover.observe.logsafe import configure_logging
 from failover.observe.store import StoreError
 from failover.server.app import GatewayApp
 from failover.server.connection import ConnectionLimits, GuardedHttpTools
@@ -67,7 +71,7 @@ def serve_command(
     """
     from failover.check import resolve_config
 
-    logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT)
+    configure_logging(logging.INFO, _LOG_FORMAT)
     try:
         config = resolve_config(path).with_server(host=host, port=port)
         return serve(config, workers=workers)
@@ -261,7 +265,7 @@ def _worker(
     config: Config, port: int, drain_seconds: float | None, level: int, number: int, workers: int
 ) -> None:
     """Worker ``number`` of ``--workers N``: its own socket on the shared port."""
-    logging.basicConfig(level=level, format=_LOG_FORMAT)
+    configure_logging(level, _LOG_FORMAT)
     sock = bind_socket(config.server.host, port, reuse_port=True)
     with sock:
         # The first worker says where the gateway listens; the others would only repeat it.
