@@ -83,14 +83,15 @@ class Start:
 
 
 CLASSES = st.one_of(st.none(), st.sampled_from(ErrorClass))
+RETRY_AFTERS = st.one_of(st.none(), st.integers(0, 70), st.just(10**7))  # 10**7: over the cap
 STEPS = st.one_of(
     st.builds(Advance, st.sampled_from([0, 1, 5, 8, 10, 15, 20, 40])),
-    st.builds(Attempt, CLASSES, st.one_of(st.none(), st.integers(0, 70)), st.booleans()),
+    st.builds(Attempt, CLASSES, RETRY_AFTERS, st.booleans()),
     st.builds(Admit, st.booleans()),
     st.builds(
         Tell,
         CLASSES,
-        st.one_of(st.none(), st.integers(0, 70)),
+        RETRY_AFTERS,
         st.booleans(),
         st.integers(-1, 4),
     ),
@@ -105,7 +106,7 @@ STARTS = st.builds(
     st.integers(0, 5),
     st.integers(-20, 60),
     st.sampled_from([0, 10, 20, 40]),
-    st.one_of(st.none(), st.integers(-10, 10)),
+    st.one_of(st.none(), st.integers(-10, 8)),  # a lease runs at most probe_lease_seconds
     CLASSES,
 )
 
@@ -178,7 +179,7 @@ async def test_scripts_make_the_machines_moves(
     store = RedisHealthStore(redis_url, key_prefix=redis_prefix, timeout=2.0)
     name = f"d{next(_names)}"
     try:
-        start, _ = await store.read([name])
+        start, _ = await store.read([name], {name: policy})
         shift = 0.0
         record = BreakerRecord()
         out: list[tuple[float | None, float | None]] = []  # (pure lease, shared lease)
@@ -226,7 +227,7 @@ async def test_scripts_make_the_machines_moves(
                 assert (reported.before, reported.after) == (answer.before, answer.after)
                 record = reported.record
                 assert_same(record, answer.record)
-        final, (stored,) = await store.read([name], shift=shift)
+        final, (stored,) = await store.read([name], {name: policy}, shift=shift)
         assert final == pytest.approx(start + shift, abs=0.5)
         assert_same(record, stored)
     finally:

@@ -33,6 +33,11 @@ Effects of each failure class, as SPEC's table:
   for is kept, unless the success is the probe's.
 - cancelled: nothing, except that the probe lease it held is released.
 
+A provider's Retry-After is honoured up to :data:`MAX_RETRY_AFTER` (a day): a longer one is a
+broken header, and a record's wait never reaches further than :attr:`BreakerPolicy.horizon`.
+Records read from a store shared with others (Redis) are checked with :func:`plausible` first:
+one no rule here could have left is treated as absent, so garbage can never hold a deployment.
+
 While a deployment waits, failures reported by attempts that did not hold its probe lease
 (stragglers started before it went down) never shorten the wait nor turn an ``auth``/``quota``
 hold into one that may be probed early. A failed probe of an open circuit (half-open, or early
@@ -46,7 +51,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from failover.config import DeploymentConfig, HealthConfig
 from failover.errors import ErrorClass
@@ -55,6 +60,9 @@ from failover.health.base import DeploymentState, Plan
 __all__ = [
     "EFFECTS",
     "HOLDS",
+    "MAX_FAILURES",
+    "MAX_RETRY_AFTER",
+    "STORED_STATES",
     "Admitted",
     "BreakerPolicy",
     "BreakerRecord",
@@ -65,6 +73,7 @@ __all__ = [
     "effective_state",
     "may_probe_early",
     "plan",
+    "plausible",
     "report",
     "wait_seconds",
 ]
@@ -100,6 +109,17 @@ HOLDS = frozenset({ErrorClass.AUTH, ErrorClass.QUOTA})
 """Classes whose wait is never cut short by an early probe (SPEC rule 1): retrying early cannot
 fix a bad key or an empty account, and would only burn a request."""
 
+MAX_RETRY_AFTER: Final = 86_400.0
+"""The longest Retry-After a cooldown honours, in seconds."""
+
+MAX_FAILURES: Final = 1_000_000_000
+"""The largest consecutive-failure count a record may hold; a bigger one is not ours."""
+
+STORED_STATES: Final = frozenset(
+    {DeploymentState.AVAILABLE, DeploymentState.RATE_LIMITED, DeploymentState.CIRCUIT_OPEN}
+)
+"""The states a record is kept in (``half_open`` is derived; ``not_configured`` never stored)."""
+
 
 @dataclass(frozen=True, slots=True)
 class BreakerPolicy:
@@ -114,6 +134,16 @@ class BreakerPolicy:
     max_recovery_seconds: float = 600.0
     rate_limit_cooldown: float = 60.0
     probe_lease_seconds: float = 30.0
+
+    @property
+    def max_break(self) -> float:
+        """The longest break a circuit can be given."""
+        return max(self.recovery_seconds, self.max_recovery_seconds)
+
+    @property
+    def horizon(self) -> float:
+        """How far ahead of ``now`` a break or cooldown can end, at most."""
+        return max(self.max_break, self.rate_limit_cooldown, MAX_RETRY_AFTER)
 
     @classmethod
     def from_config(cls, health: HealthConfig, deployment: DeploymentConfig) -> BreakerPolicy:
@@ -160,6 +190,34 @@ class Reported(NamedTuple):
     record: BreakerRecord
     before: DeploymentState
     after: DeploymentState
+
+
+def plausible(record: BreakerRecord, now: float, policy: BreakerPolicy) -> bool:
+    """Could these rules have left ``record`` at ``now`` under ``policy``?
+
+    Its state is one that is stored, its count a whole number from 0 to :data:`MAX_FAILURES`, its
+    break within :attr:`BreakerPolicy.max_break`, its end of wait no further than the policy's
+    :attr:`~BreakerPolicy.horizon` and its probe lease no longer than one lease from now; none of
+    them negative, nan or infinite (which fail every comparison here). A store read by others
+    than us (Redis) treats a record that is not plausible as absent: garbage must not be able to
+    keep a deployment waiting for good (``probe=nan`` once kept one half-open for ever).
+
+    >>> policy = BreakerPolicy()
+    >>> plausible(BreakerRecord(DeploymentState.CIRCUIT_OPEN, 5, 160.0, 60.0), 100.0, policy)
+    True
+    >>> plausible(BreakerRecord(probe_until=float("nan")), 100.0, policy)
+    False
+    """
+    return (
+        record.state in STORED_STATES
+        and 0 <= record.failures <= MAX_FAILURES
+        and 0.0 <= record.until <= now + policy.horizon
+        and 0.0 <= record.break_seconds <= policy.max_break
+        and (
+            record.probe_until is None
+            or 0.0 <= record.probe_until <= now + policy.probe_lease_seconds
+        )
+    )
 
 
 def effective_state(record: BreakerRecord, now: float) -> DeploymentState:
@@ -300,7 +358,11 @@ def _fail(
     if effect is Effect.NONE:
         return record
     if effect is Effect.COOLDOWN:
-        seconds = policy.rate_limit_cooldown if retry_after is None else max(0.0, retry_after)
+        seconds = (
+            policy.rate_limit_cooldown
+            if retry_after is None
+            else min(max(0.0, retry_after), MAX_RETRY_AFTER)
+        )
         return _cool(record, now, error_class, seconds, probe)
     if effect is Effect.QUOTA:
         return _cool(record, now, error_class, policy.recovery_seconds, probe)

@@ -3,7 +3,11 @@
 The GCRA decision of :func:`failover.server.limits.gcra` runs inside Redis, in one Lua script per
 request (one round trip, atomic, on Redis' own clock so that gateways on different hosts agree).
 Each budget is one key, ``{key_prefix}limit:{path}:{client}``, holding the theoretical arrival
-time and expiring when it passes (a client back to a full budget costs no memory).
+time and expiring when it passes (a client back to a full budget costs no memory). What is under
+that key may be anyone's: a value our ``SET`` could not have left (not a decimal number, nan,
+inf, in the past, or further ahead than one period, or a key of another type) is a full budget,
+and a key found without a TTL is given one, so that garbage neither refuses a client for good
+nor takes the shared limits away, and no key of ours lives for ever.
 
 Redis never fails a request: every call is bounded by ``timeout``; when Redis is out of reach, slow
 or broken, one warning is logged and the decision is taken by this process' own
@@ -36,11 +40,21 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if tat == nil or tat < now then tat = now end
+local stored = redis.pcall('GET', KEYS[1])
+local tat = nil
+if type(stored) == 'string' and #stored <= 32 and string.find(stored, '^[-+.%deE]+$') then
+  tat = tonumber(stored)
+end
+-- nan fails every comparison: "not (a <= b)" also refuses it
+if tat == nil or not (tat >= now and tat <= now + period + 0.001) then tat = now end
 local new = tat + interval
 local wait = new - period - now
-if wait > 0.000001 then return math.ceil(wait * 1000) end
+if wait > 0.000001 then
+  if redis.call('TTL', KEYS[1]) == -1 then
+    redis.call('PEXPIRE', KEYS[1], math.ceil((tat - now) * 1000))
+  end
+  return math.ceil(wait * 1000)
+end
 redis.call('SET', KEYS[1], string.format('%.6f', new), 'PX', math.ceil((new - now) * 1000))
 return 0
 """

@@ -17,6 +17,12 @@ So a request whose first attempt answers costs two round trips. Recent latencies
 rates (``/v1/status``, ``hedge_after: auto``) stay in this process: each gateway hedges on what it
 measured itself, and sharing them would put a write of every sample on the hot path.
 
+Whatever is in Redis is checked before it is believed: a record failover could not have written
+(``probe=nan``, a break ending in 1e300, an unknown state, a key that is not a hash) reads as the
+fresh record, in the scripts and in Python alike (:func:`~failover.health.machine.plausible`), is
+logged once and is reset by the next update; it can neither hold its deployment nor push this
+backend into its degraded mode. Every key written has a TTL (:mod:`failover.state.lua`).
+
 When Redis is unreachable, slow (every call is bounded by ``timeout``) or broken, no request fails:
 the backend logs one warning and runs the same machine on its local copy of the records, starting
 from the last shared view and Redis' time as last seen, so breaks and cooldowns already known still
@@ -150,7 +156,9 @@ class RedisHealth:
         shared = [name for name in names if self._configured[name]]
         now = self._shared_now()
         if shared:
-            answer = await self._exchange(lambda: self.store.read(shared, shift=self._shift_now()))
+            answer = await self._exchange(
+                lambda: self.store.read(shared, self._policies, shift=self._shift_now())
+            )
             if answer is not None:
                 now, read = answer
                 self._remember(now, dict(zip(shared, read, strict=True)))
@@ -248,7 +256,9 @@ class RedisHealth:
         """Every deployment's status now: the shared records read in one call, local stats."""
         shared = [name for name in self._policies if self._configured[name]]
         if shared:
-            answer = await self._exchange(lambda: self.store.read(shared, shift=self._shift_now()))
+            answer = await self._exchange(
+                lambda: self.store.read(shared, self._policies, shift=self._shift_now())
+            )
             if answer is not None:
                 self._remember(answer[0], dict(zip(shared, answer[1], strict=True)))
         return self.snapshot()

@@ -5,6 +5,13 @@ script call (one round trip; three when Redis forgot the script: ``EVALSHA``, ``
 ``SCRIPT LOAD``, ``EVALSHA``) bounded by ``timeout`` as a whole, and every failure of Redis or of
 the network surfaces as :class:`StateUnavailable`, never as a ``redis.`` exception (STYLE habit 3).
 Whether to fall back to local state is :class:`~failover.state.redis_health.RedisHealth`'s call.
+
+A record is checked wherever it is decoded: fields as the scripts write them (a number as decimal
+text, a known state and error class), then :func:`~failover.health.machine.plausible` at the
+answer's ``now``. A record that fails is taken as absent (the fresh record), never as an error:
+garbage in one hash must neither hold its deployment nor take the shared state away from every
+other one. It is logged once (a warning, its fields escaped) until that deployment's record reads
+right again; ADMIT and REPORT, which check it the same way in Lua, delete it.
 """
 
 from __future__ import annotations
@@ -12,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable, Sequence
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,13 +32,21 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from failover.errors import ErrorClass, FailoverError
+from failover.health import machine
 from failover.health.base import DeploymentState, Report
 from failover.health.machine import BreakerPolicy, BreakerRecord
 from failover.state import lua
 
-__all__ = ["AdmitAnswer", "RedisHealthStore", "ReportAnswer", "StateUnavailable"]
+__all__ = ["AdmitAnswer", "RedisHealthStore", "ReportAnswer", "StateUnavailable", "parse_record"]
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_FRESH = BreakerRecord()
+_NUMBER = re.compile(rf"[-+.0-9eE]{{1,{lua.NUMBER_CHARACTERS}}}")
+"""A number as the scripts write it (``%.17g``): what Lua's check accepts, and nothing else that
+Python's ``float()`` would (``nan``, ``inf``, ``1_0``, spaces)."""
 
 
 class StateUnavailable(FailoverError):
@@ -37,39 +55,81 @@ class StateUnavailable(FailoverError):
 
 @dataclass(frozen=True, slots=True)
 class AdmitAnswer:
-    """What the admit script decided: shared ``now``, the new record, and the lease if a probe."""
+    """What the admit script decided: shared ``now``, the new record, and the lease if a probe;
+    ``reset`` when the stored record was not plausible (and was deleted)."""
 
     now: float
     record: BreakerRecord
     admitted: bool
     lease: float | None
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ReportAnswer:
     """What the report script did: shared ``now``, the visible states before and after, the
-    new record."""
+    new record; ``reset`` as :class:`AdmitAnswer`'s."""
 
     now: float
     before: DeploymentState
     after: DeploymentState
     record: BreakerRecord
+    reset: bool = False
 
 
 def _number(value: float) -> str:
     return repr(float(value))  # the shortest text that reads back as the same double
 
 
-def _decode(fields: Sequence[str]) -> BreakerRecord:
+def _float(text: str) -> float | None:
+    if _NUMBER.fullmatch(text) is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_record(fields: Sequence[str]) -> BreakerRecord | None:
+    """The record a script's six fields hold, or None when one is not as the scripts write it.
+
+    ``''`` is an absent probe or error; for the four fields every write sets, it is no value.
+
+    >>> parse_record(["circuit_open", "3", "1700000060", "60", "", "timeout"]).state
+    <DeploymentState.CIRCUIT_OPEN: 'circuit_open'>
+    >>> parse_record(["circuit_open", "3", "1700000060", "60", "nan", ""]) is None
+    True
+    """
     state, failures, until, break_seconds, probe, error = fields
+    try:
+        stored = DeploymentState(state)
+        last_error = ErrorClass(error) if error else None
+    except ValueError:
+        return None
+    count, ends, length = _float(failures), _float(until), _float(break_seconds)
+    lease = _float(probe) if probe else None
+    if count is None or not count.is_integer() or ends is None or length is None:
+        return None
+    if probe and lease is None:
+        return None
     return BreakerRecord(
-        state=DeploymentState(state),
-        failures=int(failures),
-        until=float(until),
-        break_seconds=float(break_seconds),
-        probe_until=float(probe) if probe else None,
-        last_error=ErrorClass(error) if error else None,
+        state=stored,
+        failures=int(count),
+        until=ends,
+        break_seconds=length,
+        probe_until=lease,
+        last_error=last_error,
     )
+
+
+def _bounds(policy: BreakerPolicy) -> list[str]:
+    """The ARGV that tell a script what a plausible record is (see :func:`machine.plausible`)."""
+    return [
+        _number(policy.probe_lease_seconds),
+        _number(policy.max_break),
+        _number(policy.horizon),
+    ]
 
 
 class _Script:
@@ -113,23 +173,35 @@ class RedisHealthStore:
         self._read = _Script(lua.READ)
         self._admit = _Script(lua.ADMIT)
         self._report = _Script(lua.REPORT)
+        self.invalid: set[str] = set()  # deployments whose stored record did not read right
 
     def key(self, deployment: str) -> str:
         """The hash that holds ``deployment``'s record."""
         return f"{self.key_prefix}health:{deployment}"
 
     async def read(
-        self, deployments: Sequence[str], *, shift: float = 0.0
+        self,
+        deployments: Sequence[str],
+        policies: Mapping[str, BreakerPolicy],
+        *,
+        shift: float = 0.0,
     ) -> tuple[float, list[BreakerRecord]]:
-        """Shared ``now`` and the records of ``deployments`` (fresh ones where none is stored)."""
+        """Shared ``now`` and the records of ``deployments`` (fresh ones where none is stored, or
+        where the stored one is not plausible under the deployment's policy)."""
         keys = [self.key(name) for name in deployments]
         width = lua.RECORD_FIELDS
 
         def parse(answer: list[str]) -> tuple[float, list[BreakerRecord]]:
-            records = [_decode(answer[i : i + width]) for i in range(1, len(answer), width)]
-            if len(records) != len(keys):
+            if len(answer) != 1 + width * len(keys):
                 raise ValueError("a record is missing from the answer")
-            return float(answer[0]), records
+            now = float(answer[0])
+            records = [
+                self._checked(
+                    name, answer[1 + i * width : 1 + (i + 1) * width], now, policies[name]
+                )
+                for i, name in enumerate(deployments)
+            ]
+            return now, records
 
         return await self._run(self._read, keys, [_number(shift)], parse)
 
@@ -137,14 +209,16 @@ class RedisHealthStore:
         self, deployment: str, policy: BreakerPolicy, *, early: bool, shift: float = 0.0
     ) -> AdmitAnswer:
         """Run :func:`machine.admit` atomically on ``deployment``'s shared record."""
-        args = [_number(shift), _number(policy.probe_lease_seconds), "1" if early else "0"]
+        args = [_number(shift), *_bounds(policy), "1" if early else "0"]
 
         def parse(answer: list[str]) -> AdmitAnswer:
+            now = float(answer[0])
             return AdmitAnswer(
-                now=float(answer[0]),
+                now=now,
                 admitted=answer[1] == "1",
                 lease=float(answer[2]) if answer[2] else None,
-                record=_decode(answer[3:]),
+                reset=self._was_reset(deployment, answer[3]),
+                record=self._checked(deployment, answer[4:], now, policy),
             )
 
         return await self._run(self._admit, [self.key(deployment)], args, parse)
@@ -161,6 +235,7 @@ class RedisHealthStore:
         """Run :func:`machine.report` atomically on ``deployment``'s shared record."""
         args = [
             _number(shift),
+            *_bounds(policy),
             "" if outcome.error_class is None else outcome.error_class.value,
             "" if outcome.retry_after is None else _number(outcome.retry_after),
             "1" if outcome.cancelled else "0",
@@ -172,14 +247,49 @@ class RedisHealthStore:
         ]
 
         def parse(answer: list[str]) -> ReportAnswer:
+            now = float(answer[0])
             return ReportAnswer(
-                now=float(answer[0]),
+                now=now,
                 before=DeploymentState(answer[1]),
                 after=DeploymentState(answer[2]),
-                record=_decode(answer[3:]),
+                reset=self._was_reset(deployment, answer[3]),
+                record=self._checked(deployment, answer[4:], now, policy),
             )
 
         return await self._run(self._report, [self.key(deployment)], args, parse)
+
+    def _checked(
+        self, deployment: str, fields: Sequence[str], now: float, policy: BreakerPolicy
+    ) -> BreakerRecord:
+        """The record ``fields`` hold if it is one the machine could have left, else the fresh
+        one (logged once while it stays so)."""
+        if len(fields) != lua.RECORD_FIELDS:
+            raise ValueError("a record is missing from the answer")
+        record = parse_record(fields)
+        if record is not None and machine.plausible(record, now, policy):
+            self.invalid.discard(deployment)
+            return record
+        if deployment not in self.invalid:
+            self.invalid.add(deployment)
+            logger.warning(
+                "the health record of deployment %r in Redis is not one failover writes (%s); "
+                "it is taken as absent, and reset at its next update",
+                deployment,
+                _shown(fields),
+            )
+        return _FRESH
+
+    def _was_reset(self, deployment: str, flag: str) -> bool:
+        """Whether the script found the stored record not plausible (and deleted it)."""
+        if flag != "1":
+            return False
+        if deployment not in self.invalid:  # else logged already, when it was read
+            logger.warning(
+                "the health record of deployment %r in Redis was not one failover writes; "
+                "it was reset",
+                deployment,
+            )
+        return True
 
     async def _run(
         self, script: _Script, keys: list[str], args: list[str], parse: Callable[[list[str]], T]
@@ -212,6 +322,13 @@ class RedisHealthStore:
     def __repr__(self) -> str:
         # Never the URL: it may carry a password.
         return f"<RedisHealthStore prefix={self.key_prefix!r} timeout={self.timeout:g}s>"
+
+
+def _shown(fields: Sequence[str]) -> str:
+    """The fields of a foreign record for a log line: each cut short and escaped (``repr``), so
+    that no newline or terminal escape in Redis reaches the log as it is."""
+    names = ("state", "failures", "until", "break", "probe", "error")
+    return " ".join(f"{name}={value[:40]!r}" for name, value in zip(names, fields, strict=True))
 
 
 def _describe(exc: BaseException) -> str:
