@@ -320,3 +320,24 @@ async def test_probe(upstream: FakeUpstream, http: HttpClient) -> None:
     """probe() is GET /models with the Anthropic headers."""
     sent = await upstream.probe_request(provider(upstream, http), {"data": [], "has_more": False})
     assert sent.headers["x-api-key"] == KEY
+
+
+async def test_arguments_too_deep_to_write_stay_text(
+    upstream: FakeUpstream, http: HttpClient
+) -> None:
+    """A client's tool-call arguments nested past the JSON depth bound go on as their text, not a
+    500 when the translated request is written."""
+    upstream.handler = json_answer(message([{"type": "text", "text": "ok"}]))
+    deep = "[" * 300 + "]" * 300
+    call = {"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": deep}}
+    request = ChatRequest(
+        messages=[
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "done"},
+        ]
+    )
+    result = await provider(upstream, http).complete(request)
+    sent = upstream.last.json()
+    assert sent["messages"][1]["content"][0]["input"] == {"arguments": deep}
+    assert result["choices"][0]["message"]["content"] == "ok"

@@ -353,3 +353,24 @@ async def test_probe(upstream: FakeUpstream, http: HttpClient) -> None:
     """probe() is GET /models with the key header."""
     sent = await upstream.probe_request(provider(upstream, http), {"models": []})
     assert sent.headers["x-goog-api-key"] == GOOGLE_KEY
+
+
+async def test_deep_tool_results_and_arguments_stay_text(
+    upstream: FakeUpstream, http: HttpClient
+) -> None:
+    """A tool result or tool-call arguments nested past the JSON depth bound go on as text."""
+    upstream.handler = json_answer(answer([{"text": "ok"}]))
+    deep = "[" * 300 + "]" * 300
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": deep}}
+    request = ChatRequest(
+        messages=[
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": deep},
+        ]
+    )
+    result = await provider(upstream, http).complete(request)
+    parts = [part for turn in upstream.last.json()["contents"] for part in turn["parts"]]
+    assert {"name": "f", "args": {"arguments": deep}} in [p.get("functionCall") for p in parts]
+    assert {"name": "f", "response": {"result": deep}} in [p.get("functionResponse") for p in parts]
+    assert result["choices"][0]["message"]["content"] == "ok"

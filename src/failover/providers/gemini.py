@@ -22,6 +22,7 @@ import orjson
 
 from failover.config import DeploymentConfig
 from failover.errors import MalformedResponse, UpstreamConnectionError
+from failover.jsondepth import nested_deeper
 from failover.providers import openai_shapes as shapes
 from failover.providers.adapter import HttpAdapter
 from failover.providers.http import HttpClient, UpstreamResponse, api_key
@@ -296,6 +297,8 @@ def _response_object(content: Any) -> dict[str, Any]:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
         return {"result": text}
+    if nested_deeper(value):
+        return {"result": text}  # too deep to be written out again: it stays text
     return value if isinstance(value, dict) else {"result": value}
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from failover.errors import MalformedResponse
+from failover.jsondepth import nested_deeper
 from failover.types import Completion, StreamChunk, Usage
 
 __all__ = [
@@ -193,7 +194,10 @@ def parse_arguments(arguments: Any) -> dict[str, Any]:
     try:
         value = orjson.loads(arguments)
     except orjson.JSONDecodeError:
-        # Providers need an object; keep what the client sent rather than dropping it.
+        value = None
+    if value is None or nested_deeper(value):
+        # Providers need an object; keep what the client sent rather than dropping it (a value
+        # too deep to be written out again stays the text it came as).
         return {"arguments": arguments}
     return value if isinstance(value, dict) else {"value": value}
 

@@ -27,9 +27,10 @@ and answered 500 without internals.
 Lifecycle: the ASGI lifespan's startup starts the gateway (its request log writer and alert
 sinks) and runs the ``on_startup`` callables (the start-up check), then ``/ready`` turns 200.
 :meth:`GatewayApp.begin_drain` (on SIGTERM) turns it 503 again; the lifespan's shutdown then
-closes the gateway (background losers, the request log, upstream connections) when the app owns
-it. Records and metrics come from the gateway's :class:`~failover.observe.Observability`, which
-the chat handler tells of every answered request.
+waits for the chat requests the drain cut (each answered 503 or ending its stream with an error
+event, and recorded), and closes the gateway (background losers, the request log, upstream
+connections) when the app owns it. Records and metrics come from the gateway's
+:class:`~failover.observe.Observability`, which the chat handler tells of every answered request.
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ _OPERATIONAL = _OPEN | {"/metrics"}
 """Paths the default inbound limit does not apply to (only their own in ``paths``)."""
 RECORDS = "/v1/requests/"
 """The prefix of ``GET /v1/requests/{id}``."""
+_SETTLE_SECONDS = 3.0
+"""How long the shutdown waits for cut requests to end: they are recorded at once, and this
+bounds only their last event to a client that reads slowly (``failover serve --workers`` kills a
+worker 10 s after the drain, which the request log's own flush also needs)."""
 
 
 class GatewayApp:
@@ -208,9 +213,16 @@ class GatewayApp:
             self.phase = Phase.READY
 
     async def aclose(self) -> None:
-        """Drain, then close the shared limiter and (when owned) the gateway."""
+        """Drain, then close the shared limiter and (when owned) the gateway.
+
+        Chat requests still running are cut first (the server cut them already when its drain
+        ran out: uvicorn cancels them and goes on to the lifespan's shutdown at once), and waited
+        for, up to a few seconds: each records itself, and its record must reach the request log
+        before the gateway closes it.
+        """
         self.begin_drain()
         try:
+            await self._chat.settle(_SETTLE_SECONDS)
             if self._shared is not None:
                 await self._shared.aclose()
         finally:

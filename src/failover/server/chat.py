@@ -15,7 +15,16 @@ A client that disconnects cancels its request (rule 6): a watcher waits on ``rec
 the engine and cancels the handler's task when it reports ``http.disconnect``; the engine then
 cancels every attempt and closes their upstream connections. The watcher starts 50 to 100 ms into
 the request, from one timer shared by all requests, so that fast answers pay for neither a task
-nor a timer; a client that left is noticed within that.
+nor a timer; a client that left is noticed within that. A client that stops reading its answer is
+taken for gone the same way (:class:`~failover.server.connection.ConnectionLimits`'
+``write_timeout``).
+
+At shutdown, the server cancels what still runs when the drain is over (uvicorn does, at the end
+of its graceful timeout; :meth:`ChatHandler.cut` does for a host that does not): each request so
+cut is recorded at once, its attempts cancelled (rule 6), and it is answered 503
+``shutting_down``, or, once its stream began, ends with that error event (rule 8: never a silent
+cut). :meth:`ChatHandler.settle` waits for them, so that their records reach the request log
+before it closes.
 """
 
 from __future__ import annotations
@@ -53,6 +62,15 @@ _DONE = b"data: [DONE]\n\n"
 _WATCH_AFTER = 0.05
 """The period of the disconnect watches: a client that leaves is noticed within two."""
 _TOO_LARGE_MESSAGE = "the request body is larger than this gateway accepts ({} bytes)"
+_SHUTTING_DOWN_MESSAGE = "the gateway is shutting down: send the request again"
+# Without x-should-retry: false: failover did not finish trying, and another instance behind the
+# same address (or this one, restarted) can answer a retry.
+_SHUTTING_DOWN_HEADERS: tuple[Header, ...] = (CONNECTION_CLOSE, (b"retry-after", b"1"))
+_SHUT_DOWN_EVENT = b"data: %b\n\n" % answers.error_body(
+    "the gateway is shutting down: the stream was cut before its end",
+    answers.type_for(503),
+    "shutting_down",
+)
 
 
 class ChatHandler:
@@ -86,6 +104,7 @@ class ChatHandler:
             name: (b"x-failover-deployment", name.encode()) for name in gateway.config.deployments
         }
         self._watches = _Watches()
+        self._running: set[asyncio.Task[Any]] = set()  # the tasks of requests past their parse
         self._too_large = answers.error(
             413,
             _TOO_LARGE_MESSAGE.format(max_body_bytes),
@@ -126,6 +145,8 @@ class ChatHandler:
         )
         task = asyncio.current_task()
         assert task is not None
+        running = self._running
+        running.add(task)
         watch = self._watches.watch(exchange.receive, task)
         try:
             if call.stream:
@@ -133,14 +154,44 @@ class ChatHandler:
             else:
                 await self._complete(exchange, context, route, call, watch)
         except asyncio.CancelledError:
-            if watch.fired and task.uncancel() == 0:
-                # The client left: every attempt is cancelled by now (rule 6); nobody to answer.
-                gone = asyncio.CancelledError("client disconnected")
-                self._finished(context, call.request, None, gone)
-                return
-            raise
+            if not task.cancelling():
+                raise  # not a cancellation of this request: an error below
+            # This request was cancelled: by its watch (the client left) or by the server (the
+            # drain is over). Every attempt is cancelled by now (rule 6); it is recorded first.
+            watch.stop()
+            reason = "client disconnected" if watch.fired else "the gateway is shutting down"
+            self._finished(context, call.request, None, asyncio.CancelledError(reason))
+            if task.uncancel() > 0:
+                raise  # cancelled twice: the second is not this handler's to end
+            if watch.fired:
+                return  # the client left: nobody to answer
+            if not exchange.started:
+                request_id = (b"x-request-id", context.request_id.encode())
+                headers = (*_SHUTTING_DOWN_HEADERS, request_id)
+                answer = answers.error(
+                    503, _SHUTTING_DOWN_MESSAGE, "shutting_down", headers=headers
+                )
+                await exchange.error(answer)
+            elif call.stream:
+                tail = {"type": "http.response.body", "body": _SHUT_DOWN_EVENT, "more_body": False}
+                await exchange.send(tail)
         finally:
             watch.stop()
+            running.discard(task)
+
+    def cut(self) -> None:
+        """Cancel every request still running, as a server does when its drain is over (each is
+        answered 503, or its stream ended with an error event, and recorded)."""
+        for task in self._running:
+            if not task.cancelling():  # the server's own cut already under way: not twice
+                task.cancel()
+
+    async def settle(self, seconds: float) -> None:
+        """Wait (at most ``seconds``) for the requests still running to end, cutting them first;
+        their records are made by then, before the request log closes."""
+        self.cut()
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=seconds)
 
     async def _complete(
         self,

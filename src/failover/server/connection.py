@@ -5,6 +5,12 @@ headers past their size or count are refused (414, 431), and a client that does 
 headers, or then its body, in time is answered 408 and closed (slowloris), so that no client holds
 a connection, or the worker's memory, for long. Refusals are OpenAI-shaped and close the
 connection; bad HTTP is answered 400 the same way.
+
+Towards the client, at most ``write_buffer_bytes`` of an answer wait in the connection's buffer
+before the sender waits (a stream's next chunk, and through it the upstream's connection), and a
+client that takes nothing of what is buffered for ``write_timeout`` is taken for gone: its
+connection is reset, and its request is cancelled as if it had disconnected (SPEC rule 6: every
+attempt cancelled, upstream connections closed, no health change; recorded as ``cancelled``).
 """
 
 from __future__ import annotations
@@ -25,13 +31,20 @@ __all__ = ["ConnectionLimits", "GuardedHttpTools"]
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
-    """How much one request's head may weigh, and how long a client may take to send it.
+    """How much one request's head may weigh, how long a client may take to send it, and to
+    read its answer.
 
     ``head_timeout`` runs from the connection (or, on a kept-alive one, the next request's first
     byte) to the end of the headers; ``body_timeout`` from there to the end of the body. A
     client is thus answered or closed within their sum (25 s by default), however slowly it
     sends. The sizes are Apache's (100 header fields, an 8 KiB request line), with 64 KiB for
     the whole head.
+
+    ``write_buffer_bytes`` is how much of an answer the connection holds for a client before the
+    sender waits (the transport's high-water mark; it resumes under a quarter of it);
+    ``write_timeout`` how long a client may take nothing of what is buffered for it (over that
+    mark, or left at the end of an answer) before it is taken for gone, as nginx's
+    ``send_timeout``: a slow client that reads is served, one that stopped is not waited for.
 
     >>> ConnectionLimits().head_timeout + ConnectionLimits().body_timeout
     25.0
@@ -42,6 +55,8 @@ class ConnectionLimits:
     max_url_bytes: int = 8 * 1024
     head_timeout: float = 10.0
     body_timeout: float = 15.0
+    write_buffer_bytes: int = 64 * 1024
+    write_timeout: float = 15.0
 
 
 def _refusal(status: int, message: str, code: str) -> ErrorAnswer:
@@ -78,7 +93,9 @@ class GuardedHttpTools(HttpToolsProtocol):
     number are buffered. Here a deadline runs while a request is being read, armed only when a
     read leaves the request incomplete (a request that arrives whole costs no timer), and the
     head is measured as it arrives. Refusals are OpenAI-shaped, like every answer of the gateway,
-    and close the connection.
+    and close the connection. uvicorn's sender waits while the buffer towards the client is full,
+    with no bound; here a deadline runs while it is (or while a close waits for it), and a
+    client that takes nothing of it in time is reset.
     """
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
@@ -91,6 +108,8 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._head_bytes = 0  # of the head being read, in the reads before this one
         self._read_size = 0  # of this read
         self._deadline: asyncio.TimerHandle | None = None
+        self._write_deadline: asyncio.TimerHandle | None = None
+        self._unread_bytes = 0  # buffered towards the client when its deadline was armed
         self._refused: ErrorAnswer | None = None
         self._dropping = False
 
@@ -108,11 +127,66 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        transport.set_write_buffer_limits(high=self.limits.write_buffer_bytes)
         self._arm(self.limits.head_timeout)  # a connection that sends nothing is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._writable()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The buffer towards the client is over its mark: the sender waits, and the client
+        must take some of it within ``write_timeout``."""
+        super().pause_writing()
+        self._watch_writes()
+
+    def resume_writing(self) -> None:
+        self._writable()
+        super().resume_writing()
+        self._closing_unread()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._closing_unread()  # an answer that closes its connection (connection: close)
+
+    def timeout_keep_alive_handler(self) -> None:
+        super().timeout_keep_alive_handler()
+        self._closing_unread()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._closing_unread()
+
+    def _closing_unread(self) -> None:
+        # A close waits for what is buffered, under the mark too: the client must take it.
+        transport = self.transport
+        if transport.is_closing() and transport.get_write_buffer_size():
+            self._watch_writes()
+
+    def _watch_writes(self) -> None:
+        if self._write_deadline is None:
+            self._unread_bytes = self.transport.get_write_buffer_size()
+            self._write_deadline = self.loop.call_later(self.limits.write_timeout, self._unread)
+
+    def _writable(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _unread(self) -> None:
+        self._write_deadline = None
+        buffered = self.transport.get_write_buffer_size()
+        if not buffered:
+            return  # all taken
+        if buffered < self._unread_bytes:
+            self._watch_writes()  # the client took some: slow, not gone (nginx's send_timeout)
+            return
+        # It took nothing for write_timeout: it is gone. A reset drops the buffer at once (a
+        # close would wait for it to be read); uvicorn then sees the connection lost, so the
+        # request's disconnect watch cancels it, and a sender waiting for the buffer to drain
+        # goes on (and sends nothing more).
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self._dropping:

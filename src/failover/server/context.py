@@ -52,9 +52,9 @@ class RequestHook(Protocol):
 
     Exactly one of ``result`` and ``error`` is set: the engine's result (for a stream, one built
     at its end: empty completion, the answering deployment, usage from the last chunk, every
-    attempt), or what the request failed with (``CancelledError`` when the client left; an
-    upstream error when a stream failed after its first chunk). It runs on the request's task:
-    it must be quick and must not block.
+    attempt), or what the request failed with (``CancelledError`` when the client left, or when
+    the gateway cut it at shutdown; an upstream error when a stream failed after its first
+    chunk). It runs on the request's task: it must be quick and must not block.
     """
 
     def __call__(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from failover.config import Config
-from failover.server.validate import MAX_TOKENS_CAP, ROLES
+from failover.server.validate import MAX_DEPTH, MAX_TOKENS_CAP, ROLES
 
 __all__ = ["openapi_document"]
 
@@ -360,14 +360,22 @@ def openapi_document(config: Config) -> dict[str, Any]:
             },
             "responses": {
                 "200": chat_ok,
-                "400": _error("invalid request, or the provider's own 400"),
+                "400": _error(
+                    f"invalid request (json_too_deep: nested past {MAX_DEPTH} levels), or the "
+                    "provider's own 400"
+                ),
                 "401": _error("missing or invalid API key"),
                 "404": _error("unknown model"),
                 "413": _error("body larger than server.max_body_bytes"),
                 "429": _error("over the client's rate limit", "retry-after"),
                 "500": _error("internal error"),
                 "502": _error("every attempt failed", *after_failover),
-                "503": _error("no deployment available", *after_failover, "retry-after"),
+                "503": _error(
+                    "no deployment available; or shutting_down: the gateway stopped before it "
+                    "answered (without x-should-retry: send it again)",
+                    *after_failover,
+                    "retry-after",
+                ),
                 "504": _error("the deadline passed, or every attempt timed out", *after_failover),
             },
         }
