@@ -16,6 +16,7 @@ import pytest
 from failover import AllTargetsFailed, Gateway
 from failover.clock import LoopClock
 from failover.config import Config, config_from_dict
+from failover.errors import ErrorClass, UpstreamStatusError
 from failover.health.memory import MemoryHealth
 from failover.mock_upstream import MockUpstream
 from failover.observe import Observability, open_store
@@ -288,3 +289,32 @@ async def test_lost_span_batches_are_counted_in_metrics() -> None:
     await obs.aclose(grace=2.0)
     lost = obs.tracing.export_failures
     assert f"failover_trace_export_failures_total {float(lost)}" in obs.metrics_text().decode()
+
+
+async def test_a_providers_own_400_code_is_not_a_metric_label() -> None:
+    """A provider's 400 is counted as bad_request, whatever code it chose (bounded labels)."""
+    config = config_from_dict(
+        {
+            "store": {"url": "none"},
+            "alerts": [],
+            "deployments": {"main": {"provider": "openai", "model": "m", "api_key": "sk-x"}},
+            "routes": {"intent": {"targets": ["main"]}},
+        }
+    )
+    obs = Observability.from_config(config)
+    for n in range(3):
+        error = UpstreamStatusError(
+            "bad", status=400, error_class=ErrorClass.BAD_REQUEST, code=f"vendor_code_{n}"
+        )
+        obs.request_finished(
+            request_id=f"req_{n}",
+            route="intent",
+            started_at_wall=time.time(),
+            latency=0.01,
+            result=None,
+            error=error,
+        )
+    text = obs.metrics_text().decode()
+    await obs.aclose(grace=1.0)
+    assert "vendor_code" not in text
+    assert 'failover_requests_total{outcome="bad_request",route="intent"} 3.0' in text

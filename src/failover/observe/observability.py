@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from failover.clock import Clock, LoopClock
 from failover.config import Config
 from failover.engine.events import Event, EventKind
+from failover.errors import ErrorClass, UpstreamError
 from failover.health.breaker import DeploymentStatus, Transition
 from failover.observe.alerts import Alert, AlertRules
 from failover.observe.metrics import CONTENT_TYPE, Metrics
@@ -242,7 +243,7 @@ class Observability:
                 self.writer.submit(row)
             self.metrics.request_finished(
                 route=route,
-                outcome=row.outcome,
+                outcome=_metric_outcome(row.outcome, error),
                 latency=latency,
                 fallback_to=row.deployment if row.fallback else None,
             )
@@ -361,6 +362,15 @@ class Observability:
         tracing = "on" if self.tracing is not None else "off"
         sinks = [sink.name for _, sink in self.alerter.sinks]
         return f"<Observability store={store} tracing={tracing} sinks={sinks}>"
+
+
+def _metric_outcome(outcome: str, error: BaseException | None) -> str:
+    """A request's outcome as a metric label: a provider's 400 is answered with the provider's
+    own code (any string it chose), which would give the label unbounded values; it counts as
+    ``bad_request``."""
+    if isinstance(error, UpstreamError) and error.error_class is ErrorClass.BAD_REQUEST:
+        return ErrorClass.BAD_REQUEST.value
+    return outcome
 
 
 def config_secrets(config: Config) -> list[str]:
