@@ -3,6 +3,7 @@
     .venv/bin/python bench/soak.py --short                      # ~50 s, run by tests/bench
     .venv/bin/python bench/soak.py --seconds 600 --rate 40      # the long run of BENCHMARKS.md
     .venv/bin/python bench/soak.py --seconds 600 --serve        # the gateway in its own process
+    .venv/bin/python bench/soak.py --seconds 600 --serve --hostile   # and hostile upstreams
     .venv/bin/python bench/soak.py --seconds 300 --tracemalloc  # where in-process memory grows
 
 The gateway (``failover.server.serving``: uvicorn and the app in this process; with ``--serve``,
@@ -18,20 +19,50 @@ Two routes over ``[a, b]``: ``hedged`` (``hedge_after``, a ``default_response``,
 the background) and ``sequential`` (no default). Each deployment's ``timeout`` is below the
 deadline divided by the attempts a sequential request can make. Requests arrive at ``--rate`` per
 second (an open loop), half of them streamed, and some clients leave after a random short delay.
+Each request carries its own ``x-request-id`` (``soak-N``), which the request log keeps.
+
+``--hostile`` (with ``--serve``: the memory measured must be the gateway's alone) adds providers
+that attack the gateway for the whole run, each its own mock (see
+:mod:`failover.mock_upstream.hostile`): ``huge`` (a valid answer of ``--huge-mb`` MB),
+``lying`` (Content-Length 10 GB, sent for ever), ``chunked`` (a chunked body with no end),
+``deltas`` (a stream of empty deltas that never commits), ``line`` (one SSE line that never
+ends), ``drip`` (one byte every 2 s), ``silent`` (accepts, never answers), ``echo401`` and
+``echo400`` (errors whose type, code and message quote the key, with a forged log line and ANSI
+escapes), ``text400`` (a plain-text 400 with the key across character 1,000); and ``c``, a
+provider that is always healthy. Half the requests then go to the routes of ``HOSTILE_ROUTES``:
+``via-X`` is ``[X, c]`` (hedged or sequential in turn), so every request must still succeed,
+from ``c``; ``via-echo400`` and ``via-text400`` must answer the provider's 400 (rule 9), and
+``a-echo400`` and ``a-text400`` put the 400 behind ``a`` (its faults decide; a 400 from a second
+target is logged as an alert, with the provider's message). Every deployment has its own key,
+clients send a client key, the request log is on (SQLite) and so are log alerts.
 
 Checks (the exit status is 1 when one fails):
 
 - every request answered before its deadline plus ``MARGIN`` (a stream: its status line);
-- no 500 from the gateway, and no stream that ends without ``[DONE]`` or an error event;
+- no 5xx made by the gateway: every 5xx must be an honest upstream-failure answer, i.e. 502,
+  503 or 504 with ``x-should-retry: false`` and an OpenAI error body whose ``code`` is a failure
+  class (``HONEST_CODES``); a 500, any other 5xx, or one of those without the header or the body
+  fails; and no stream that ends without ``[DONE]`` or an error event;
 - success, not the default, for every request that arrived once some provider had been healthy
   for ``GRACE`` seconds (``recovery_seconds``, plus a probe that may still hang for a ``timeout``
-  when the provider heals, plus a second break);
+  when the provider heals, plus a second break); with ``--hostile``, for every request of a
+  ``via-X`` route, and the 400 for every request of ``via-echo400`` and ``via-text400``;
 - upstream requests within the retry budget: ``(1 + ratio) * firsts + min_per_second * seconds``
   per route, where a first attempt is a request's first or a fallback after a failed attempt
   (a fallback is never refused by the budget), so firsts <= requests + failed upstream answers;
 - short run: after draining, pending tasks and open descriptors back at their baseline (within a
   tolerance); long run: the slope of RSS, descriptors and tasks between the second and the last
   minute stays under a bound.
+- ``--hostile``: no answer larger than ``ANSWER_BOUND`` (an upstream body passed through
+  unbounded); the gateway's RSS under ``baseline + PEAK_MB`` throughout, back under
+  ``baseline + DRAINED_MB`` once drained, and (runs of 3 minutes or more) its least-squares slope
+  over minutes 2 to the end under ``RSS_SLOPE`` MB a minute; every request sent has its row in
+  the request log (by its ``x-request-id``), and every id the gateway answered is a row; no key
+  (a deployment's, the client's: whole, in base64, or any ``FRAGMENT`` characters of it) in any
+  answer, header, row of any table, ``/metrics`` or gateway log line; no log line forged (one
+  that starts with ``CRITICAL forged``) and none with a control character (ANSI escapes, CR).
+  The gateway is killed, and the run stopped, if its RSS passes ``--rss-guard-mb`` (a shared
+  machine must not run out of memory because the gateway has no bound).
 
 In-process, RSS and descriptors are those of this process (gateway, mocks and the driver share
 it; the driver closes its connections before the final sample); tasks exclude the driver's own.
@@ -46,6 +77,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import math
@@ -53,11 +85,13 @@ import os
 import random
 import re
 import signal
+import sqlite3
+import string
 import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +99,8 @@ from typing import Any
 import aiohttp
 
 from failover import Gateway
-from failover.mock_upstream import MockUpstream
+from failover.errors import ErrorClass
+from failover.mock_upstream import PROFILES, MockUpstream, Profile, override
 from failover.server.embedded import serving
 
 DEADLINE = 4.0
@@ -106,26 +141,92 @@ SCHEDULE: dict[str, list[tuple[float, str, dict[str, Any]]]] = {
 }
 
 
-def config(urls: Mapping[str, str]) -> dict[str, Any]:
-    """The gateway's config over providers at ``urls`` (name -> base URL): two deployments, a
-    hedged and a sequential route."""
-    deployments = {
-        name: {
-            "provider": "openai-compatible",
-            "model": "mock-model",
-            "api_base": url,
-            "api_key": "soak-provider-key",
-            "timeout": TIMEOUT,
-            "max_retries": 1,
-        }
-        for name, url in urls.items()
-    }
-    common = {
-        "targets": list(urls),
+# --hostile: providers that attack the gateway for the whole run (their mock's profile: healthy,
+# with these changes), each behind its own deployment; and c, which is always healthy.
+HOSTILE: dict[str, dict[str, Any]] = {
+    "huge": {"hostile": ["huge"]},  # hostile_bytes: --huge-mb
+    "lying": {"hostile": ["lying-length"]},
+    "chunked": {"hostile": ["endless-chunked"]},
+    "deltas": {"hostile": ["empty-deltas"]},
+    "line": {"hostile": ["endless-line"]},
+    "drip": {"hostile": ["drip"], "drip_interval": 2 * TIMEOUT},  # a gap past the timeout
+    "silent": {"hang": True},
+    "echo401": {"hostile": ["key-echo"], "error_status": [401]},
+    "echo400": {"hostile": ["key-echo"]},
+    "text400": {"hostile": ["key-text"]},
+}
+HUGE_MB = 200.0
+# Route -> (targets, hedged, what its clients must get): "success" (c answers when the hostile
+# first target fails), "400" (the hostile target's own 400, rule 9), "any" (a's faults decide).
+HOSTILE_ROUTES: dict[str, tuple[tuple[str, ...], bool, str]] = {
+    **{
+        f"via-{name}": ((name, "c"), index % 2 == 0, "success")
+        for index, name in enumerate(
+            ("huge", "lying", "chunked", "deltas", "line", "drip", "silent", "echo401")
+        )
+    },
+    "via-echo400": (("echo400", "c"), False, "400"),
+    "via-text400": (("text400", "c"), True, "400"),
+    "a-echo400": (("a", "echo400"), False, "any"),
+    "a-text400": (("a", "text400"), True, "any"),
+}
+HOSTILE_SHARE = 0.5  # of the requests, spread evenly over HOSTILE_ROUTES
+# What an honest upstream-failure answer may name as its error.code (SPEC, HTTP API).
+HONEST_CODES = frozenset(
+    {*(c.value for c in ErrorClass), "circuit_open", "deadline_exceeded", "upstream_error"}
+)
+HONEST_STATUSES = frozenset({502, 503, 504})
+# Bounds of --hostile on the gateway's RSS, in MB: over its baseline at any time, once drained,
+# and the slope from minute 2 on. The guard kills a gateway that has no bound at all.
+PEAK_MB = 512.0
+DRAINED_MB = 128.0
+RSS_SLOPE = 0.5
+RSS_GUARD_MB = 3072.0
+GUARD_EVERY = 0.2
+ANSWER_BOUND = 8 * 2**20  # an answer larger than this passed an upstream's body through
+KEEP = 2**20  # of each answer, the bytes kept (parsed and searched); and the last TAIL
+TAIL = 64 * 1024
+FRAGMENT = 12  # a key's piece this long, anywhere, is a leak (a cut before the redaction)
+LOG_LINE_BOUND = 64 * 1024  # a longer gateway log line is kept cut, with its length
+LOUD_SHOWN = 12  # --hostile prints the gateway's first warning, error and critical lines
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # in a log line: an escape, a CR, a NUL...
+
+
+def secret_key(name: str) -> str:
+    """Deployment (or client) ``name``'s key: the name, then 28 letters and digits, the same in
+    every run; no known key shape, so only redaction by value can catch it."""
+    rng = random.Random(f"soak-key-{name}")
+    alphabet = string.ascii_letters + string.digits
+    return f"{name}-" + "".join(rng.choice(alphabet) for _ in range(28))
+
+
+def route_common(targets: Iterable[str]) -> dict[str, Any]:
+    """What every route of the soak shares: the deadline, retries, the retry budget."""
+    return {
+        "targets": list(targets),
         "deadline": DEADLINE,
         "retry": {"backoff": 0.05, "max_backoff": 0.2, "jitter": True},
         "retry_budget": {"ratio": RATIO, "min_per_second": FLOOR},
     }
+
+
+def deployment(url: str, key: str) -> dict[str, Any]:
+    """An openai-compatible deployment of the mock at ``url``."""
+    return {
+        "provider": "openai-compatible",
+        "model": "mock-model",
+        "api_base": url,
+        "api_key": key,
+        "timeout": TIMEOUT,
+        "max_retries": 1,
+    }
+
+
+def config(urls: Mapping[str, str]) -> dict[str, Any]:
+    """The gateway's config over providers at ``urls`` (name -> base URL): two deployments, a
+    hedged and a sequential route."""
+    deployments = {name: deployment(url, "soak-provider-key") for name, url in urls.items()}
+    common = route_common(urls)
     return {
         "store": {"url": "none"},
         "alerts": [],
@@ -149,6 +250,36 @@ def config(urls: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def hostile_config(urls: Mapping[str, str], keys: Mapping[str, str], store: Path) -> dict[str, Any]:
+    """The soak's config with the hostile providers and ``c`` added (``urls``: every mock's),
+    their routes, a key per deployment and for clients (``keys``), the request log at ``store``
+    and log alerts."""
+    base = config({name: urls[name] for name in SCHEDULE})
+    deployments = {name: deployment(urls[name], keys[name]) for name in urls}
+    routes = dict(base["routes"])
+    for name, (targets, hedged, _) in HOSTILE_ROUTES.items():
+        route = route_common(targets)
+        if hedged:
+            route.update(hedge_after=HEDGE_AFTER, finish_losers=0.5)
+        routes[name] = route
+    return {
+        **base,
+        "deployments": deployments,
+        "routes": routes,
+        "server": {"api_keys": [keys["client"]]},
+        "store": {"url": f"sqlite:///{store}"},
+        "alerts": [{"kind": "log"}],
+    }
+
+
+def hostile_profile(name: str, huge_bytes: int) -> Profile:
+    """The mock profile of hostile provider ``name``."""
+    changes = dict(HOSTILE[name])
+    if name == "huge":
+        changes["hostile_bytes"] = huge_bytes
+    return override(PROFILES["healthy"], changes)
+
+
 @dataclass(slots=True)
 class Result:
     """One request as the client saw it."""
@@ -162,6 +293,12 @@ class Result:
     ok: bool = False  # a provider's answer, complete
     degraded: bool = False
     problem: str | None = None  # a broken stream, a transport error
+    ident: str = ""  # the x-request-id the client sent
+    request_id: str | None = None  # the x-request-id the gateway answered
+    code: str | None = None  # error.code of an error answer
+    should_retry: str | None = None  # its x-should-retry header
+    size: int = 0  # bytes of the answer's body
+    leaks: tuple[str, ...] = ()  # the keys found in what the client read
 
 
 @dataclass
@@ -197,6 +334,8 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     driver: set[asyncio.Task[Any]] = field(default_factory=set)
     pid: int | None = None  # the process sampled; None: this one
+    killed: str | None = None  # why the RSS guard killed the gateway, if it did
+    peak_mb: float = 0.0  # the highest RSS the guard saw
 
 
 def phase(name: str, t: float, cycle: float) -> tuple[str, dict[str, Any]]:
@@ -235,12 +374,23 @@ def proc_status(pid: int | None) -> dict[str, str]:
     return fields
 
 
+def rss_of(pid: int | None) -> float:
+    """The RSS of process ``pid`` (None: this one) in MB; NaN once it is gone."""
+    try:
+        return int(proc_status(pid)["VmRSS"].split()[0]) / 1024
+    except (OSError, KeyError):  # exited (a zombie has no VmRSS), or reaped
+        return math.nan
+
+
 def sample(run: Run, began: float) -> Sample:
     """RSS, open descriptors, threads and pending tasks (the driver's own left out) now."""
-    status = proc_status(run.pid)
-    rss_mb = int(status["VmRSS"].split()[0]) / 1024
-    fds = len(os.listdir(f"/proc/{run.pid or 'self'}/fd"))
     t = time.monotonic() - began
+    try:
+        status = proc_status(run.pid)
+        rss_mb = int(status["VmRSS"].split()[0]) / 1024
+        fds = len(os.listdir(f"/proc/{run.pid or 'self'}/fd"))
+    except (OSError, KeyError):  # the gateway process is gone (the RSS guard killed it)
+        return Sample(t, math.nan, 0, None, math.nan, 0)
     if run.pid is not None:
         return Sample(t, rss_mb, fds, None, rss_mb, int(status["Threads"]))
     tasks = len(asyncio.all_tasks() - run.driver)
@@ -267,33 +417,104 @@ def pooled(ports: set[int]) -> int:
     return count
 
 
+class Secrets:
+    """The keys of a run, and where they turn up: whole, in base64, or as any ``fragment``
+    characters of one (what is left of a key that was cut before it was redacted).
+
+    >>> secrets = Secrets({"a": "a-0123456789abcdefghij"})
+    >>> sorted(secrets.find("... provided: a-0123456789ab"))
+    ['a']
+    >>> secrets.find("a-0123 [REDACTED]")
+    set()
+    """
+
+    def __init__(self, keys: Mapping[str, str], fragment: int = FRAGMENT) -> None:
+        self.keys = dict(keys)
+        self._fragment = fragment
+        self._pieces = {
+            key[i : i + fragment]: name
+            for name, key in keys.items()
+            for i in range(len(key) - fragment + 1)
+        }
+        self._encoded = [
+            (form, name)
+            for name, key in keys.items()
+            for raw in (key.encode(), f"Bearer {key}".encode())
+            for form in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode())
+        ]
+        self._runs = re.compile(rf"[A-Za-z0-9_\-]{{{fragment},}}")
+
+    def find(self, text: str) -> set[str]:
+        """The names of the keys ``text`` holds (or a piece of)."""
+        found = {name for form, name in self._encoded if form in text}
+        width = self._fragment
+        for run in self._runs.findall(text):
+            for i in range(len(run) - width + 1):
+                name = self._pieces.get(run[i : i + width])
+                if name is not None:
+                    found.add(name)
+        return found
+
+
+async def read_answer(response: aiohttp.ClientResponse) -> tuple[bytes, bytes, int]:
+    """An answer's first ``KEEP`` bytes, its last ``TAIL`` bytes and its size: a huge answer
+    is counted, not held."""
+    head = bytearray()
+    tail = b""
+    size = 0
+    async for data in response.content.iter_any():
+        size += len(data)
+        if len(head) < KEEP:
+            head += data[: KEEP - len(head)]
+        tail = (tail + data)[-TAIL:]
+    return bytes(head), tail, size
+
+
 async def one(
-    session: aiohttp.ClientSession, url: str, result: Result, bodies: list[str] | None
+    session: aiohttp.ClientSession,
+    url: str,
+    result: Result,
+    bodies: list[str] | None,
+    secrets: Secrets | None = None,
 ) -> None:
-    """Send one request and fill in ``result``; append what came back to ``bodies``."""
+    """Send one request and fill in ``result``; append what came back to ``bodies``; look for
+    ``secrets`` in it."""
     body: dict[str, Any] = {"model": result.route, "messages": MESSAGES}
     if result.stream:
         body["stream"] = True
     start = time.monotonic()
     try:
-        async with session.post(f"{url}/chat/completions", json=body) as response:
+        async with session.post(
+            f"{url}/chat/completions", json=body, headers={"x-request-id": result.ident}
+        ) as response:
             result.status = response.status
+            result.request_id = response.headers.get("x-request-id")
+            result.should_retry = response.headers.get("x-should-retry")
             if result.stream and response.status == 200:
                 result.seconds = time.monotonic() - start
-            text = (await response.read()).decode()
+            head, tail, result.size = await read_answer(response)
             if math.isnan(result.seconds):
                 result.seconds = time.monotonic() - start
+            text = head.decode(errors="replace")
+            whole = text if result.size <= len(head) else text + tail.decode(errors="replace")
             if bodies is not None:
                 bodies.append(f"{response.status} {dict(response.headers)}\n{text}")
+            if secrets is not None:
+                leaks = secrets.find(f"{dict(response.headers)}\n{whole}")
+                result.leaks = tuple(sorted(leaks))
             result.degraded = response.headers.get("x-failover-degraded") == "true"
             if result.stream and response.status == 200:
-                if "data: [DONE]" not in text and '"error"' not in text:
+                end = whole[-TAIL:]
+                if "data: [DONE]" not in end and '"error"' not in end:
                     result.problem = "stream ended without [DONE] or an error event"
-                result.ok = '"error"' not in text and "data: [DONE]" in text
+                result.ok = '"error"' not in whole and "data: [DONE]" in end
             else:
-                payload = json.loads(text) if text else None
+                payload = json.loads(text) if text and result.size <= len(head) else None
                 answered = isinstance(payload, dict) and bool(payload.get("choices"))
                 result.ok = response.status == 200 and answered
+                error = payload.get("error") if isinstance(payload, dict) else None
+                if isinstance(error, dict) and isinstance(error.get("code"), str):
+                    result.code = error["code"]
             result.ok = result.ok and not result.degraded
     except (aiohttp.ClientError, ValueError) as error:
         if math.isnan(result.seconds):
@@ -308,12 +529,13 @@ async def client(
     rng: random.Random,
     run: Run,
     bodies: list[str] | None,
+    secrets: Secrets | None = None,
 ) -> None:
     """One client: it waits for its answer, or leaves after a short random delay."""
     if not result.left:
-        await one(session, url, result, bodies)
+        await one(session, url, result, bodies, secrets)
         return
-    task = asyncio.create_task(one(session, url, result, bodies))
+    task = asyncio.create_task(one(session, url, result, bodies, secrets))
     run.driver.add(task)
     task.add_done_callback(run.driver.discard)
     await asyncio.sleep(rng.uniform(0.05, 1.5))
@@ -323,16 +545,32 @@ async def client(
 
 
 async def faults(mocks: Mapping[str, MockUpstream], run: Run, began: float) -> None:
-    """Switch each mock's profile when the schedule says so."""
+    """Switch each scheduled mock's profile when the schedule says so (the others keep theirs)."""
     current: dict[str, str] = {}
     while True:
         t = time.monotonic() - began
-        for name, mock in mocks.items():
+        for name in SCHEDULE:
             label, changes = phase(name, t, run.cycle)
             if current.get(name) != label:
-                mock.set_profile("healthy", **changes)
+                mocks[name].set_profile("healthy", **changes)
                 current[name] = label
         await asyncio.sleep(0.05)
+
+
+async def guard(run: Run, limit_mb: float, began: float) -> None:
+    """Kill the gateway process when its RSS passes ``limit_mb``, which stops the run: a
+    gateway without a bound must not take a shared machine's memory."""
+    assert run.pid is not None
+    while True:
+        rss = rss_of(run.pid)
+        run.peak_mb = max(run.peak_mb, rss) if not math.isnan(rss) else run.peak_mb
+        if rss > limit_mb:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(run.pid, signal.SIGKILL)
+            t = time.monotonic() - began
+            run.killed = f"gateway RSS {rss:.0f} MB at {t:.1f} s, above the guard's {limit_mb:g} MB"
+            return
+        await asyncio.sleep(GUARD_EVERY)
 
 
 async def sampler(run: Run, began: float) -> None:
@@ -456,10 +694,37 @@ async def listening(process: asyncio.subprocess.Process, log: list[str]) -> str:
 
 
 async def read_lines(process: asyncio.subprocess.Process, log: list[str]) -> None:
-    """Keep the gateway's stderr lines (a full pipe would block its logging)."""
+    """Keep the gateway's stderr lines (a full pipe would block its logging). A line longer
+    than ``LOG_LINE_BOUND`` is kept cut, with its length: a log line may quote an upstream."""
     assert process.stderr is not None
-    async for line in process.stderr:
-        log.append(line.decode(errors="replace"))
+    line = bytearray()
+    length = 0
+
+    def keep(piece: bytes) -> None:
+        nonlocal length
+        length += len(piece)
+        room = LOG_LINE_BOUND - len(line)
+        if room > 0:
+            line.extend(piece[:room])
+
+    def finish() -> None:
+        nonlocal length
+        text = line.decode(errors="replace")
+        if length > len(line):
+            text = text.rstrip("\n") + f" [... a line of {length} bytes]\n"
+        log.append(text)
+        line.clear()
+        length = 0
+
+    while data := await process.stderr.read(2**16):
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            keep(data[start : end + 1])
+            finish()
+            start = end + 1
+        keep(data[start:])
+    if line:
+        finish()
 
 
 async def stop(process: asyncio.subprocess.Process) -> tuple[int | None, float]:
@@ -486,16 +751,80 @@ async def soak(
     *,
     serve: bool = False,
     memory: MemoryTrace | None = None,
+    hostile: bool = False,
+    huge_mb: float = HUGE_MB,
+    guard_mb: float = RSS_GUARD_MB,
 ) -> tuple[Run, dict[str, Any]]:
-    """Drive the gateway for ``seconds`` at ``rate`` requests per second; return what was seen."""
+    """Drive the gateway for ``seconds`` at ``rate`` requests per second; return what was seen.
+
+    ``hostile`` (with ``serve``): add the hostile providers, ``c`` and their routes, keys, the
+    request log and log alerts, and gather what the hostile checks read (``extra["hostile"]``).
+    """
     run = Run(seconds, cycle)
-    async with MockUpstream(name="a", seed=seed) as a, MockUpstream(name="b", seed=seed + 1) as b:
-        mocks = {"a": a, "b": b}
-        gateway_config = config({name: mock.url for name, mock in mocks.items()})
+    async with contextlib.AsyncExitStack() as stack:
+        mocks: dict[str, MockUpstream] = {}
+        for index, name in enumerate(SCHEDULE):
+            mock = MockUpstream(name=name, seed=seed + index)
+            mocks[name] = await stack.enter_async_context(mock)
+        if not hostile:
+            gateway_config = config({name: mock.url for name, mock in mocks.items()})
+            extra = await drive(
+                mocks, gateway_config, run, rate=rate, seed=seed, serve=serve, memory=memory
+            )
+            return run, extra
+        mocks["c"] = await stack.enter_async_context(MockUpstream(name="c", seed=seed + 2))
+        for index, name in enumerate(HOSTILE):
+            profile = hostile_profile(name, round(huge_mb * 1e6))
+            mock = MockUpstream(profile, name=name, seed=seed + 3 + index)
+            mocks[name] = await stack.enter_async_context(mock)
+        keys = {name: secret_key(name) for name in (*mocks, "client")}
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="failover-log-")))
+        store = directory / "requests.db"
+        gateway_config = hostile_config({n: m.url for n, m in mocks.items()}, keys, store)
+        secrets = Secrets(keys)
         extra = await drive(
-            mocks, gateway_config, run, rate=rate, seed=seed, serve=serve, memory=memory
+            mocks,
+            gateway_config,
+            run,
+            rate=rate,
+            seed=seed,
+            serve=True,
+            headers={"Authorization": f"Bearer {keys['client']}"},
+            routes=tuple(HOSTILE_ROUTES),
+            secrets=secrets,
+            guard_mb=guard_mb,
         )
+        extra["hostile"] = gather_hostile(store, secrets, extra["target"].log, extra["metrics"])
     return run, extra
+
+
+def gather_hostile(store: Path, secrets: Secrets, log: list[str], metrics: str) -> dict[str, Any]:
+    """After the gateway stopped: the request log's ids, and where keys or forged or escaped
+    text turned up in its rows, its log lines and ``/metrics``."""
+    rows: list[tuple[str, str | None]] = []
+    row_leaks: dict[str, int] = {}
+    scanned = 0
+    if store.exists():
+        with contextlib.closing(sqlite3.connect(store)) as db:
+            rows = list(db.execute("SELECT request_id, client_request_id FROM requests"))
+            tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            for table in tables:
+                for row in db.execute(f'SELECT * FROM "{table}"'):
+                    scanned += 1
+                    for name in secrets.find(repr(row)):
+                        row_leaks[name] = row_leaks.get(name, 0) + 1
+    log_leaks = [(line, sorted(found)) for line in log if (found := secrets.find(line))]
+    forged = [line for line in log if line.startswith("CRITICAL forged")]
+    controls = [line for line in log if CONTROL.search(line.rstrip("\n"))]
+    return {
+        "rows": rows,
+        "rows_scanned": scanned,
+        "row_leaks": row_leaks,
+        "log_leaks": log_leaks,
+        "forged": forged,
+        "controls": controls,
+        "metrics_leaks": sorted(secrets.find(metrics)),
+    }
 
 
 async def drive(
@@ -509,12 +838,17 @@ async def drive(
     headers: Mapping[str, str] | None = None,
     bodies: list[str] | None = None,
     memory: MemoryTrace | None = None,
+    routes: Sequence[str] = (),
+    secrets: Secrets | None = None,
+    guard_mb: float | None = None,
 ) -> dict[str, Any]:
     """Serve ``gateway_config`` (in process, or ``serve``: in a subprocess) and drive it, with
     ``mocks`` following the fault schedule; fill in ``run`` and return the other figures.
 
     ``headers`` go with every request (a client key); ``bodies``, when given, receives every
-    answer the clients read (status, headers and body).
+    answer the clients read (status, headers and body). ``routes``: a ``HOSTILE_SHARE`` of the
+    requests goes to one of these; ``secrets`` are looked for in every answer; ``guard_mb``
+    (``serve`` only): the RSS past which the gateway is killed.
     """
     rng = random.Random(seed)
     me = asyncio.current_task()
@@ -535,6 +869,8 @@ async def drive(
         ]
         if memory is not None:
             helpers.append(asyncio.create_task(memory.watch(began)))
+        if guard_mb is not None and run.pid is not None:
+            helpers.append(asyncio.create_task(guard(run, guard_mb, began)))
         run.driver.update(helpers)
         connector = aiohttp.TCPConnector(limit=0)
         timeout = aiohttp.ClientTimeout(total=DEADLINE + 30)
@@ -542,7 +878,7 @@ async def drive(
             connector=connector, timeout=timeout, headers=headers
         ) as session:
             sent = 0
-            while (now := time.monotonic() - began) < run.seconds:
+            while (now := time.monotonic() - began) < run.seconds and run.killed is None:
                 due = sent / rate
                 if due > now:
                     await asyncio.sleep(due - now)
@@ -552,9 +888,14 @@ async def drive(
                     route=rng.choice(("hedged", "sequential")),
                     stream=rng.random() < STREAM_SHARE,
                     left=rng.random() < DISCONNECT_SHARE,
+                    ident=f"soak-{sent}",
                 )
+                if routes and rng.random() < HOSTILE_SHARE:
+                    result.route = rng.choice(routes)
                 run.results.append(result)
-                task = asyncio.create_task(client(session, target.url, result, rng, run, bodies))
+                task = asyncio.create_task(
+                    client(session, target.url, result, rng, run, bodies, secrets)
+                )
                 run.driver.add(task)
                 pending.add(task)
                 task.add_done_callback(pending.discard)
@@ -578,11 +919,15 @@ async def drive(
         # mock's in this process) and a mock handler task until its keep-alive ends (30 s):
         # bounded, not a leak.
         pool = pooled(ports)
-        metrics = await scrape(target.url, headers)
+        try:
+            metrics = await scrape(target.url, headers)
+        except aiohttp.ClientError:  # the gateway is gone (the RSS guard killed it)
+            metrics = ""
     upstream = {
         name: {
             "requests": mock.stats.paths.get("/v1/chat/completions", 0),
             "failed": sum(n for k, n in mock.stats.outcomes.items() if k != "ok"),
+            "outcomes": dict(mock.stats.outcomes),
         }
         for name, mock in mocks.items()
     }
@@ -594,6 +939,7 @@ async def drive(
         "upstream": upstream,
         "metrics": metrics,
         "target": target,
+        "routes": len(gateway_config["routes"]),
     }
 
 
@@ -653,17 +999,25 @@ def check(run: Run, extra: dict[str, Any], *, long: bool) -> list[str]:
     late = [r for r in stayed if not r.seconds <= DEADLINE + MARGIN]
     if late:
         failures.append(f"{len(late)} answers later than deadline + {MARGIN:g} s, e.g. {late[0]}")
-    five_hundred = [r for r in stayed if r.status == 500]
-    if five_hundred:
-        failures.append(f"{len(five_hundred)} answers with status 500")
+    made = [r for r in results if made_by_gateway(r)]
+    honest = [r for r in results if (r.status or 0) >= 500 and not made_by_gateway(r)]
+    print(f"5xx: {len(honest)} honest upstream-failure answers, {len(made)} made by the gateway")
+    if made:
+        failures.append(f"{len(made)} 5xx made by the gateway (not honest), e.g. {made[0]}")
     broken = [r for r in stayed if r.problem]
     if broken:
         failures.append(f"{len(broken)} broken answers, e.g. {broken[0]}")
-    expected = [r for r in stayed if must_succeed(r.arrived, run.cycle)]
+    expected = [r for r in stayed if expectation(r, run.cycle) == "success"]
     missed = [r for r in expected if not r.ok]
     print(f"after recovery: {len(expected) - len(missed)}/{len(expected)} succeeded")
     if missed:
         failures.append(f"{len(missed)} failed after a provider had recovered, e.g. {missed[0]}")
+    refused = [r for r in stayed if expectation(r, run.cycle) == "400"]
+    not_400 = [r for r in refused if r.status != 400]
+    if refused:
+        print(f"the provider's own 400: {len(refused) - len(not_400)}/{len(refused)}")
+    if not_400:
+        failures.append(f"{len(not_400)} answers other than the provider's 400, e.g. {not_400[0]}")
 
     upstream = extra["upstream"]
     total = sum(u["requests"] for u in upstream.values())
@@ -671,7 +1025,7 @@ def check(run: Run, extra: dict[str, Any], *, long: bool) -> list[str]:
     firsts = len(results) + failed
     # Per route and window, extras <= max(ratio * firsts, floor * window); over the run that
     # sums to at most ratio * firsts + floor * (seconds + one window), for each of two routes.
-    allowed = (1 + RATIO) * firsts + FLOOR * (run.seconds + WINDOW) * 2
+    allowed = (1 + RATIO) * firsts + FLOOR * (run.seconds + WINDOW) * extra.get("routes", 2)
     print(
         f"upstream {total} requests for {len(results)} ({total / max(1, len(results)) - 1:+.1%} "
         f"extra), {failed} failed upstream; allowed by the budget {allowed:.0f}"
@@ -682,6 +1036,174 @@ def check(run: Run, extra: dict[str, Any], *, long: bool) -> list[str]:
     if long:
         minutes(run)
         failures.extend(slopes(run))
+    if "hostile" in extra:
+        failures.extend(hostile_checks(run, extra))
+    return failures
+
+
+def made_by_gateway(result: Result) -> bool:
+    """A 5xx the gateway made itself: not 502, 503 or 504 with ``x-should-retry: false`` and an
+    error ``code`` that is a failure class (an honest upstream-failure answer).
+
+    >>> made_by_gateway(Result(0.0, "r", False, status=504, code="timeout", should_retry="false"))
+    False
+    >>> made_by_gateway(Result(0.0, "r", False, status=500, code="internal_error"))
+    True
+    """
+    if result.status is None or result.status < 500:
+        return False
+    return not (
+        result.status in HONEST_STATUSES
+        and result.should_retry == "false"
+        and result.code in HONEST_CODES
+    )
+
+
+def expectation(result: Result, cycle: float) -> str:
+    """What ``result``'s client must get: ``success``, ``400`` or ``any`` answer (on time)."""
+    hostile = HOSTILE_ROUTES.get(result.route)
+    if hostile is not None:
+        return hostile[2]
+    return "success" if must_succeed(result.arrived, cycle) else "any"
+
+
+def slope_per_minute(points: Sequence[tuple[float, float]]) -> float:
+    """The least-squares slope of (seconds, value) points, per minute (NaN under two points).
+
+    >>> slope_per_minute([(0.0, 10.0), (60.0, 11.0), (120.0, 12.0)])
+    1.0
+    """
+    points = [(t, v) for t, v in points if not math.isnan(v)]
+    if len(points) < 2:
+        return math.nan
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_v = sum(v for _, v in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if spread == 0:
+        return math.nan
+    return 60 * sum((t - mean_t) * (v - mean_v) for t, v in points) / spread
+
+
+def record_check(
+    results: Sequence[Result], rows: Sequence[tuple[str, str | None]]
+) -> tuple[str, list[str]]:
+    """The request log's rows against the requests sent, by the x-request-id each client sent
+    (the row's ``client_request_id``) and the one the gateway answered (its ``request_id``):
+    a figure line and the failed checks."""
+    by_client: dict[str | None, int] = {}
+    for _, client_id in rows:
+        by_client[client_id] = by_client.get(client_id, 0) + 1
+    ids = {request_id for request_id, _ in rows}
+    sent = {r.ident for r in results}
+    missing = [r for r in results if r.ident not in by_client]
+    doubled = sorted(str(c) for c, n in by_client.items() if n > 1)
+    unknown = sorted(str(c) for c in by_client if c not in sent)
+    unrecorded = [r for r in results if r.request_id is not None and r.request_id not in ids]
+    left = sum(r.left for r in missing)
+    figure = (
+        f"request log: {len(rows)} rows for {len(results)} requests sent; missing {len(missing)} "
+        f"({left} of clients that left), doubled {len(doubled)}, not sent {len(unknown)}, "
+        f"answered ids without a row {len(unrecorded)}"
+    )
+    failures = []
+    if missing:
+        failures.append(f"{len(missing)} requests have no row in the request log: {missing[:3]}")
+    if doubled:
+        failures.append(f"{len(doubled)} requests have more than one row: {doubled[:3]}")
+    if unknown:
+        failures.append(f"{len(unknown)} rows of requests never sent: {unknown[:3]}")
+    if unrecorded:
+        failures.append(f"{len(unrecorded)} answered x-request-ids have no row: {unrecorded[:3]}")
+    return figure, failures
+
+
+def hostile_checks(run: Run, extra: dict[str, Any]) -> list[str]:
+    """Print the --hostile figures (routes, providers, RSS, records, secrets, log lines);
+    return the failed checks."""
+    failures: list[str] = []
+    gathered: dict[str, Any] = extra["hostile"]
+    if run.killed:
+        failures.append(f"the RSS guard killed the gateway: {run.killed}")
+    print("| route | requests (waited) | success | statuses |")
+    print("| --- | --- | --- | --- |")
+    for route in ("hedged", "sequential", *HOSTILE_ROUTES):
+        stayed = [r for r in run.results if r.route == route and not r.left]
+        statuses: dict[str, int] = {}
+        for r in stayed:
+            key = str(r.status) if r.status is not None else "none"
+            statuses[key] = statuses.get(key, 0) + 1
+        shown = ", ".join(f"{k}: {n}" for k, n in sorted(statuses.items()))
+        ok = sum(r.ok for r in stayed)
+        print(f"| {route} | {len(stayed)} | {ok / max(1, len(stayed)):.1%} | {shown} |")
+    for name, figures in extra["upstream"].items():
+        if name in HOSTILE:
+            outcomes = ", ".join(f"{k} {n}" for k, n in sorted(figures["outcomes"].items()))
+            print(f"provider {name}: {figures['requests']} requests ({outcomes})")
+
+    oversized = [r for r in run.results if r.size > ANSWER_BOUND]
+    largest = max((r.size for r in run.results), default=0)
+    print(f"largest answer {largest / 2**20:.2f} MB (bound {ANSWER_BOUND / 2**20:g} MB)")
+    if oversized:
+        failures.append(
+            f"{len(oversized)} answers above {ANSWER_BOUND / 2**20:g} MB (an upstream body passed "
+            f"through), e.g. {oversized[0]}"
+        )
+
+    baseline: Sample = extra["baseline"]
+    drained: Sample = extra["drained"]
+    during = [s for s in run.samples if s.t < run.seconds and not math.isnan(s.rss_mb)]
+    peak = max([run.peak_mb, *(s.rss_mb for s in during)])
+    end = during[-1].rss_mb if during else math.nan
+    window = [(s.t, s.rss_mb) for s in during if s.t >= 60]
+    slope = slope_per_minute(window) if run.seconds >= 180 else math.nan
+    print(
+        f"gateway RSS: start {baseline.rss_mb:.1f} MB, max {peak:.1f} MB, end of traffic "
+        f"{end:.1f} MB, drained {drained.rss_mb:.1f} MB; least-squares slope from minute 2 "
+        f"{slope:+.2f} MB/min ({len(window)} samples)"
+    )
+    if not peak <= baseline.rss_mb + PEAK_MB:
+        failures.append(f"gateway RSS peaked at {peak:.0f} MB (bound: baseline + {PEAK_MB:g})")
+    if not drained.rss_mb <= baseline.rss_mb + DRAINED_MB:
+        failures.append(
+            f"gateway RSS {drained.rss_mb:.0f} MB once drained (bound: baseline + {DRAINED_MB:g})"
+        )
+    if slope > RSS_SLOPE:
+        failures.append(f"gateway RSS grows {slope:+.2f} MB a minute (bound {RSS_SLOPE:g})")
+
+    figure, missing = record_check(run.results, gathered["rows"])
+    print(figure)
+    failures.extend(missing)
+
+    answers = [r for r in run.results if r.leaks]
+    by_key: dict[str, int] = {}
+    for r in answers:
+        for name in r.leaks:
+            by_key[name] = by_key.get(name, 0) + 1
+    print(
+        f"secrets: {len(run.results)} answers, {gathered['rows_scanned']} rows, "
+        f"{len(extra['target'].log)} log lines and /metrics searched; keys found in "
+        f"{len(answers)} answers{' ' + str(by_key) if by_key else ''}, "
+        f"{sum(gathered['row_leaks'].values())} rows, "
+        f"{len(gathered['log_leaks'])} log lines, /metrics {gathered['metrics_leaks'] or 'none'}"
+    )
+    if answers:
+        failures.append(f"keys in {len(answers)} answers, e.g. {answers[0]}")
+    if gathered["row_leaks"]:
+        failures.append(f"keys in request-log rows: {gathered['row_leaks']}")
+    if gathered["log_leaks"]:
+        line, names = gathered["log_leaks"][0]
+        failures.append(f"keys in {len(gathered['log_leaks'])} log lines, e.g. {names}: {line!r}")
+    if gathered["metrics_leaks"]:
+        failures.append(f"keys in /metrics: {gathered['metrics_leaks']}")
+    loud = [line for line in extra["target"].log if re.search(r" (WARNING|ERROR|CRITICAL) ", line)]
+    for line in loud[:LOUD_SHOWN]:
+        print(f"  gateway log: {line.rstrip()[:240]}")
+    forged, controls = gathered["forged"], gathered["controls"]
+    print(f"log lines: {len(forged)} forged, {len(controls)} with control characters")
+    if forged:
+        failures.append(f"{len(forged)} forged log lines, e.g. {forged[0][:200]!r}")
+    if controls:
+        failures.append(f"{len(controls)} log lines with control characters: {controls[0][:200]!r}")
     return failures
 
 
@@ -792,6 +1314,20 @@ def main(argv: list[str] | None = None) -> int:
         "--serve", action="store_true", help="the gateway as `failover serve` in a subprocess"
     )
     parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help="add hostile providers, keys, the request log and their checks (needs --serve)",
+    )
+    parser.add_argument(
+        "--huge-mb", type=float, default=HUGE_MB, help="--hostile: the huge answer's size, MB"
+    )
+    parser.add_argument(
+        "--rss-guard-mb",
+        type=float,
+        default=RSS_GUARD_MB,
+        help="--hostile: kill the gateway past this RSS, MB",
+    )
+    parser.add_argument(
         "--tracemalloc",
         action="store_true",
         help="trace allocations (in process); print the lines that grew most after minute 1",
@@ -799,11 +1335,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.serve and args.tracemalloc:
         parser.error("--tracemalloc traces this process: the gateway must run in it (no --serve)")
+    if args.hostile and not args.serve:
+        parser.error("--hostile measures the gateway's memory alone: it needs --serve")
     seconds, cycle = (48.0, 48.0) if args.short else (args.seconds, 60.0)
     memory = MemoryTrace(at=min(60.0, seconds / 2)) if args.tracemalloc else None
     started = time.monotonic()
     run, extra = asyncio.run(
-        soak(seconds, args.rate, cycle, args.seed, serve=args.serve, memory=memory)
+        soak(
+            seconds,
+            args.rate,
+            cycle,
+            args.seed,
+            serve=args.serve,
+            memory=memory,
+            hostile=args.hostile,
+            huge_mb=args.huge_mb,
+            guard_mb=args.rss_guard_mb,
+        )
     )
     failures = check(run, extra, long=not args.short)
     if memory is not None:

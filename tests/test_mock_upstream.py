@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,7 +22,8 @@ import pytest
 
 from failover.mock_upstream import PROFILES, Latency, MockUpstream, Outcome, RateBudget, override
 from failover.mock_upstream.decide import decide, request_profile
-from failover.mock_upstream.profiles import profile_to_dict
+from failover.mock_upstream.hostile import FORGED, KEY_AT, LIE
+from failover.mock_upstream.profiles import HOSTILE_MODES, profile_to_dict
 
 BODY = {"model": "gpt-test", "messages": [{"role": "user", "content": "say hello in five words"}]}
 STREAM_BODY = {**BODY, "stream": True}
@@ -173,7 +175,7 @@ async def test_body_that_is_not_a_request(mock: MockUpstream, http: aiohttp.Clie
 def test_every_profile_has_a_description_and_round_trips() -> None:
     """Each named profile describes itself and survives profile_to_dict -> override."""
     expected = {"healthy", "slow", "heavy-tail", "flaky", "rate-limited", "down", "hanging"}
-    assert expected | {"malformed", "stream-cut"} == set(PROFILES)
+    assert expected | {"malformed", "stream-cut", "hostile"} == set(PROFILES)
     for name, profile in PROFILES.items():
         assert profile.name == name
         assert profile.description
@@ -612,6 +614,309 @@ async def test_profile_header_is_per_request(
     assert (await post(http, mock, x_mock_profile="nope"))[0] == 400
 
 
+# -- hostile upstreams ------------------------------------------------------------------------
+
+KEY = "sk-hostile-test-Q7f3k2QmZxW9pL4v"
+
+
+def hostile(mode: str, **more: str) -> dict[str, str]:
+    """Headers asking for hostile ``mode`` with the test key (``more``: underscores for dashes)."""
+    headers = {"x-mock-hostile": mode, "Authorization": f"Bearer {KEY}"}
+    headers.update({key.replace("_", "-"): value for key, value in more.items()})
+    return headers
+
+
+async def read_some(response: aiohttp.ClientResponse, size: int) -> bytes:
+    """The first ``size`` bytes of a body (or all of a shorter one)."""
+    received = bytearray()
+    while len(received) < size:
+        data = await response.content.readany()
+        if not data:
+            break
+        received += data
+    return bytes(received)
+
+
+async def first_bytes(
+    http: aiohttp.ClientSession, mock: MockUpstream, body: dict[str, Any], size: int, **more: str
+) -> tuple[aiohttp.ClientResponse, bytes]:
+    """POST a chat request, read ``size`` bytes of the answer, then leave (closing it)."""
+    async with http.post(f"{mock.url}/chat/completions", json=body, headers=more) as response:
+        received = await read_some(response, size)
+        assert not response.content.at_eof()  # still coming: this answer does not end
+        response.close()
+    return response, received
+
+
+def events_of(raw: bytes) -> list[dict[str, Any]]:
+    """The whole SSE events of a cut-off stream, parsed (the last partial one left out)."""
+    whole = raw[: raw.rindex(b"\n\n")].split(b"\n\n")
+    assert all(event.startswith(b"data: {") for event in whole)
+    return [orjson.loads(event[len(b"data: ") :]) for event in whole]
+
+
+async def left_cleanly(mock: MockUpstream, disconnects: int) -> None:
+    """The mock saw the client leave and holds no request any more."""
+    await eventually(
+        lambda: mock.stats.in_flight == 0 and mock.stats.client_disconnects == disconnects
+    )
+
+
+async def test_hostile_huge_answer_is_a_valid_completion_of_that_size(
+    mock: MockUpstream, http: aiohttp.ClientSession
+) -> None:
+    """x-mock-hostile: huge answers a valid completion of hostile_bytes of content, exact
+    Content-Length; streamed, one chunk holds it all and [DONE] follows."""
+    size = 3_000_001
+    status, headers, body = await post(
+        http, mock, None, **hostile("huge", x_mock_hostile_bytes=str(size))
+    )
+    assert status == 200
+    assert int(headers["Content-Length"]) == len(body)
+    completion = orjson.loads(body)
+    assert completion["object"] == "chat.completion"
+    assert len(completion["choices"][0]["message"]["content"]) == size
+    assert completion["choices"][0]["finish_reason"] == "stop"
+    assert completion["usage"]["completion_tokens"] > size // 6
+    _, headers, raw = await post(
+        http, mock, STREAM_BODY, **hostile("huge", x_mock_hostile_bytes=str(size))
+    )
+    assert headers["Transfer-Encoding"] == "chunked"
+    events = sse_events(raw)
+    assert events[-1] == b"[DONE]"
+    chunks = [orjson.loads(event) for event in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert len(chunks[1]["choices"][0]["delta"]["content"]) == size
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert mock.stats.outcomes == {"hostile_huge": 2}
+
+
+async def test_hostile_huge_answer_is_made_while_sent_not_held(
+    mock: MockUpstream, http: aiohttp.ClientSession
+) -> None:
+    """A 64 MB hostile answer goes out whole while this process never holds a tenth of it."""
+    size = 64 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        url = f"{mock.url}/chat/completions"
+        headers = hostile("huge", x_mock_hostile_bytes=str(size))
+        async with http.post(url, json=BODY, headers=headers) as response:
+            announced = int(response.headers["Content-Length"])
+            received = 0
+            async for data in response.content.iter_chunked(64 * 1024):
+                received += len(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert received == announced > size
+    assert peak < size // 10
+
+
+async def test_hostile_lying_length_announces_10_gb_and_never_ends(
+    mock: MockUpstream, http: aiohttp.ClientSession
+) -> None:
+    """lying-length says Content-Length 10 GB and keeps sending content; streamed, empty deltas;
+    the client leaving ends it."""
+    response, raw = await first_bytes(http, mock, BODY, 4_000_000, **hostile("lying-length"))
+    assert response.headers["Content-Length"] == str(LIE) == "10000000000"
+    head = b'"message":{"role":"assistant","content":"'
+    assert raw.startswith(b'{"id":"chatcmpl-alpha-')
+    content = raw[raw.index(head) + len(head) :]
+    assert len(content) > 3_000_000
+    assert set(content.split()) == {b"lorem", b"ipsum", b"dolor", b"sit", b"amet"}
+    response, raw = await first_bytes(http, mock, STREAM_BODY, 2_000_000, **hostile("lying-length"))
+    assert response.headers["Content-Length"] == str(LIE)
+    chunks = events_of(raw)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert len(chunks) > 1000
+    assert all(chunk["choices"][0]["delta"] == {"content": ""} for chunk in chunks[1:])
+    await left_cleanly(mock, 2)
+    assert mock.stats.outcomes == {"hostile_lying_length": 2}
+
+
+async def test_hostile_endless_chunked_body_has_no_last_chunk(mock: MockUpstream) -> None:
+    """endless-chunked: on the wire, a chunked body of content, chunk after chunk, no 0 chunk."""
+    reader, writer = await asyncio.open_connection(mock.host, mock.port)
+    body = orjson.dumps(BODY)
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"x-mock-hostile: endless-chunked\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    raw = await reader.readexactly(2_000_000)
+    writer.close()
+    await writer.wait_closed()
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Transfer-Encoding: chunked\r\n" in head
+    assert b"Content-Length" not in head
+    sizes = raw.split(b"\r\n")[0::2][:-1]  # size line, data, size line, data, ...
+    assert len(sizes) > 10
+    assert all(int(size, 16) > 0 for size in sizes)
+    first = raw.split(b"\r\n")[1]
+    assert first.startswith(b'{"id":"chatcmpl-alpha-')
+    assert first.endswith(b'"message":{"role":"assistant","content":"')
+    await left_cleanly(mock, 1)
+
+
+async def test_hostile_empty_deltas_never_commit(
+    mock: MockUpstream, http: aiohttp.ClientSession
+) -> None:
+    """empty-deltas streams the role chunk, then chunks with empty content for ever, even to a
+    request that did not ask for a stream."""
+    for body in (STREAM_BODY, BODY):
+        response, raw = await first_bytes(http, mock, body, 2_000_000, **hostile("empty-deltas"))
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        chunks = events_of(raw)
+        assert len(chunks) > 1000
+        assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+        for chunk in chunks[1:]:
+            assert chunk["object"] == "chat.completion.chunk"
+            assert chunk["choices"][0]["delta"] == {"content": ""}
+            assert chunk["choices"][0]["finish_reason"] is None
+        assert b"[DONE]" not in raw
+    await left_cleanly(mock, 2)
+    assert mock.stats.outcomes == {"hostile_empty_deltas": 2}
+
+
+async def test_hostile_endless_line_has_no_newline(
+    mock: MockUpstream, http: aiohttp.ClientSession
+) -> None:
+    """endless-line sends one `data:` line of a chunk's content that never ends."""
+    response, raw = await first_bytes(http, mock, STREAM_BODY, 4_000_000, **hostile("endless-line"))
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    assert len(raw) >= 4_000_000
+    assert raw.startswith(b'data: {"id":"chatcmpl-alpha-')
+    assert b'"delta":{"content":"lorem ipsum' in raw[:1000]
+    assert b"\n" not in raw
+    assert b"\r" not in raw
+    await left_cleanly(mock, 1)
+
+
+async def test_hostile_key_echo_quotes_the_key_in_every_field(
+    mock: MockUpstream, http: aiohttp.ClientSession
+) -> None:
+    """key-echo: a 400 (or the error status asked) whose type, code and message quote the key,
+    the message with a newline, a forged CRITICAL line and an ANSI screen clear; a 401 says the
+    key is wrong, a 400 that the request is."""
+    status, headers, raw = await post(http, mock, None, **hostile("key-echo"))
+    assert status == 400
+    assert headers["Content-Type"] == "application/json"
+    assert b"\\nCRITICAL forged\\u001b[2J" in raw  # JSON-escaped on the wire
+    error = orjson.loads(raw)["error"]
+    assert KEY in error["type"]
+    assert KEY in error["code"]
+    assert f"Bearer {KEY}" in error["message"]
+    assert error["message"].endswith(FORGED)
+    assert "api key" not in error["message"].lower()  # a bad request's words, not a bad key's
+    client = openai.AsyncOpenAI(
+        base_url=mock.url,
+        api_key=KEY,
+        max_retries=0,
+        default_headers={"x-mock-hostile": "key-echo", "x-mock-error-status": "401"},
+    )
+    with pytest.raises(openai.AuthenticationError) as refused:
+        await client.chat.completions.create(model="m", messages=BODY["messages"])
+    await client.close()
+    assert refused.value.code == f"invalid_api_key:{KEY}"
+    assert refused.value.type == f"invalid_request_error:{KEY}"
+    assert "\nCRITICAL forged\x1b[2J" in refused.value.message
+    assert mock.stats.statuses == {400: 1, 401: 1}
+
+
+async def test_hostile_key_text_straddles_character_1000(
+    mock: MockUpstream, http: aiohttp.ClientSession
+) -> None:
+    """key-text: a plain-text 400 whose key runs across character 1,000, then a forged line."""
+    status, headers, raw = await post(http, mock, None, **hostile("key-text"))
+    assert status == 400
+    assert headers["Content-Type"].startswith("text/plain")
+    text = raw.decode()
+    start = text.index(KEY)
+    assert start < KEY_AT < start + len(KEY)
+    assert start == KEY_AT - len(KEY) // 2
+    assert FORGED in text
+    status, _, _ = await post(http, mock, None, **hostile("key-text", x_mock_error_status="403"))
+    assert status == 403
+
+
+async def test_hostile_drip_sends_one_byte_then_waits(
+    mock: MockUpstream, http: aiohttp.ClientSession
+) -> None:
+    """drip sends the status line and the first byte, then nothing for its interval."""
+    url = f"{mock.url}/chat/completions"
+    headers = hostile("drip", x_mock_drip_interval="60")
+    async with http.post(url, json=BODY, headers=headers) as response:
+        assert response.status == 200
+        assert int(response.headers["Content-Length"]) > 300
+        assert await response.content.readany() == b"{"
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await response.content.readany()
+        response.close()
+    await left_cleanly(mock, 1)
+
+
+async def test_hostile_drip_is_a_valid_answer_byte_by_byte(
+    mock: MockUpstream, http: aiohttp.ClientSession
+) -> None:
+    """A fast drip still adds up to a valid completion (and stream), read in many pieces."""
+    url = f"{mock.url}/chat/completions"
+    headers = hostile("drip", x_mock_drip_interval="0.001")
+    for body in (BODY, STREAM_BODY):
+        reads = []
+        async with http.post(url, json=body, headers=headers) as response:
+            while data := await response.content.readany():
+                reads.append(data)
+        raw = b"".join(reads)
+        assert len(reads) > len(raw) // 4
+        if body is BODY:
+            assert orjson.loads(raw)["choices"][0]["message"]["content"]
+        else:
+            assert sse_events(raw)[-1] == b"[DONE]"
+            assert orjson.loads(sse_events(raw)[1])["choices"][0]["delta"]["content"]
+
+
+async def test_hostile_models_list(mock: MockUpstream, http: aiohttp.ClientSession) -> None:
+    """GET /v1/models meets the same hostile modes: a huge model list, a key-echoing error."""
+    url = f"{mock.url}/models"
+    async with http.get(url, headers=hostile("huge", x_mock_hostile_bytes="500000")) as response:
+        models = orjson.loads(await response.read())
+    assert models["data"][0]["id"] == "mock-model"
+    assert len(models["data"][0]["owned_by"]) == 500_000
+    async with http.get(url, headers=hostile("key-echo")) as response:
+        assert response.status == 400
+        assert KEY in (await response.json())["error"]["code"]
+
+
+async def test_hostile_bad_values_are_named(
+    mock: MockUpstream, http: aiohttp.ClientSession
+) -> None:
+    """An unknown hostile mode, a size or a drip interval out of range: a 400 naming it."""
+    for headers, named in (
+        ({"x-mock-hostile": "nope"}, "hostile"),
+        ({"x-mock-hostile": "huge", "x-mock-hostile-bytes": "0"}, "hostile_bytes"),
+        ({"x-mock-hostile": "drip", "x-mock-drip-interval": "0"}, "drip_interval"),
+    ):
+        status, _, raw = await post(
+            http, mock, None, **{k.replace("-", "_"): v for k, v in headers.items()}
+        )
+        assert status == 400
+        assert named in orjson.loads(raw)["error"]["message"]
+
+
+def test_hostile_profile_draws_every_mode() -> None:
+    """The `hostile` profile meets each request with one mode, every mode in turn; the error
+    modes answer 400 unless an error status is set."""
+    rng = random.Random(5)
+    drawn = [decide(PROFILES["hostile"], rng, over_budget=False) for _ in range(400)]
+    assert {d.hostile for d in drawn} == set(HOSTILE_MODES)
+    assert {d.outcome for d in drawn} == {Outcome.HOSTILE}
+    assert {d.status for d in drawn if d.hostile in ("key-echo", "key-text")} == {400}
+    assert {d.status for d in drawn if d.hostile not in ("key-echo", "key-text")} == {200}
+    refused = override(PROFILES["hostile"], {"hostile": "key-echo", "error_status": [401]})
+    assert decide(refused, rng, over_budget=False).status == 401
+
+
 # -- control API and stats ---------------------------------------------------------------------
 
 
@@ -748,7 +1053,7 @@ def test_request_profile_rules() -> None:
 
 
 def test_decide_precedence() -> None:
-    """Drop beats hang beats the rate budget beats errors beats malformed."""
+    """Drop beats hang beats hostile beats the rate budget beats errors beats malformed."""
     rng = random.Random(0)
     everything = override(
         PROFILES["healthy"],
@@ -757,6 +1062,8 @@ def test_decide_precedence() -> None:
     assert decide(everything, rng, over_budget=True).outcome is Outcome.DROP
     no_drop = override(everything, {"drop": False})
     assert decide(no_drop, rng, over_budget=True).outcome is Outcome.HANG
+    with_hostile = override(no_drop, {"hang": False, "hostile": "drip"})
+    assert decide(with_hostile, rng, over_budget=True).hostile == "drip"
     no_hang = override(no_drop, {"hang": False})
     assert decide(no_hang, rng, over_budget=True).status == 429
     assert decide(no_hang, rng, over_budget=False).outcome is Outcome.ERROR

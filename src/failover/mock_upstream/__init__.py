@@ -25,7 +25,8 @@ Endpoints
   answers the new profile, or 400 naming the bad field (the old profile then stays).
 - ``GET /_mock/stats``: ``requests``, ``in_flight``, ``client_disconnects`` (clients that left
   before their answer was complete), ``outcomes`` (ok, error, rate_limited, hang, drop,
-  malformed, stream_cut, stream_error, body_cut, bad_request), ``statuses``, ``paths``.
+  malformed, stream_cut, stream_error, body_cut, bad_request, and ``hostile_MODE`` per hostile
+  mode, e.g. ``hostile_lying_length``), ``statuses``, ``paths``.
   ``DELETE /_mock/stats`` zeroes them.
 
 Profiles (``--list-profiles``)
@@ -36,7 +37,8 @@ and ``retry-after-ms``); ``down`` 503 every time: the port stays open so the con
 bring the mock back (a refused connection is a closed port; a reset is ``x-mock-drop``);
 ``hanging`` accepts and never answers; ``malformed`` 200 with invalid JSON or without
 ``choices``; ``stream-cut`` streams closed after 3 events without [DONE] (non-streamed bodies:
-Content-Length announced, half the bytes sent, connection closed).
+Content-Length announced, half the bytes sent, connection closed); ``hostile`` one hostile
+behaviour per request, drawn from all of them (below).
 
 Per-request headers
 -------------------
@@ -75,6 +77,17 @@ field's name with dashes). A bad value answers 400 naming the header.
 - ``x-mock-chunk-delay: SECONDS``: a slow body: stream events spaced by this delay; a
   non-streamed body goes out in 8 pieces spaced by it.
 - ``x-mock-giant: BYTES``: an answer of about this many bytes of words (4 KiB per stream chunk).
+- ``x-mock-hostile: MODE``: a hostile answer (comma-separated: one drawn at random), made while
+  it is sent, never held (:mod:`failover.mock_upstream.hostile`): ``huge`` (a valid answer of
+  ``x-mock-hostile-bytes``, default 100 MB), ``lying-length`` (Content-Length 10 GB, sent for
+  ever), ``endless-chunked``, ``empty-deltas`` (a stream that never commits), ``endless-line``
+  (one SSE line with no newline, ever), ``key-echo`` (an error whose type, code and message quote
+  the request's key, with a forged log line and ANSI escapes; 400 unless
+  ``x-mock-error-status``), ``key-text`` (a plain-text error with the key across character
+  1,000), ``drip`` (one byte every ``x-mock-drip-interval`` seconds, default 2). Applies to
+  ``/v1/models`` too. Hostile beats everything but drop and hang; a connection accepted and
+  never answered is ``x-mock-hang``.
+- ``x-mock-hostile-bytes: BYTES``, ``x-mock-drip-interval: SECONDS``: see ``x-mock-hostile``.
 
 Only ``rps_limit`` (429 above that many requests per second, a token bucket shared by all
 requests) cannot be set per request: it is a server-wide budget, set by a profile or

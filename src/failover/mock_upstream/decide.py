@@ -14,7 +14,15 @@ from dataclasses import dataclass
 
 from failover.mock_upstream.profiles import Profile, override
 
-__all__ = ["HEADER_PREFIX", "Decision", "Outcome", "RateBudget", "decide", "request_profile"]
+__all__ = [
+    "HEADER_PREFIX",
+    "KEY_MODES",
+    "Decision",
+    "Outcome",
+    "RateBudget",
+    "decide",
+    "request_profile",
+]
 
 HEADER_PREFIX = "x-mock-"
 # Server-wide by nature: a budget shared by all requests cannot be set by one of them.
@@ -22,7 +30,8 @@ _NOT_PER_REQUEST = frozenset({"rps_limit", "description"})
 
 
 class Outcome(enum.StrEnum):
-    """What the mock does with a request; also the keys of ``stats.outcomes``."""
+    """What the mock does with a request; also the keys of ``stats.outcomes`` (a hostile one is
+    counted by its mode: ``hostile_huge``, ...)."""
 
     OK = "ok"
     ERROR = "error"
@@ -30,6 +39,7 @@ class Outcome(enum.StrEnum):
     HANG = "hang"
     DROP = "drop"
     MALFORMED = "malformed"
+    HOSTILE = "hostile"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +50,12 @@ class Decision:
     delay: float = 0.0
     status: int = 200
     malformed: str | None = None
+    hostile: str | None = None  # the hostile mode drawn (see mock_upstream.hostile)
 
 
 OK_AT_ONCE = Decision(Outcome.OK)
+# The hostile modes that answer an error: its status is the profile's error status, else 400.
+KEY_MODES = frozenset({"key-echo", "key-text"})
 
 
 class RateBudget:
@@ -116,14 +129,22 @@ def decide(
 ) -> Decision:
     """Draw one request's fate; ``over_budget`` is the answer of the profile's rate budget.
 
-    Precedence: drop, hang, over the rate budget, the 429 share, the error rate, malformed, ok.
-    The latency applies to every outcome (a slow error is as real as a fast one).
+    Precedence: drop, hang, hostile, over the rate budget, the 429 share, the error rate,
+    malformed, ok. The latency applies to every outcome (a slow error is as real as a fast one).
+    A hostile mode that answers an error (``key-echo``, ``key-text``) takes its status from the
+    profile's ``error_status`` (one drawn), else 400: the status a gateway passes to its client.
     """
     delay = 0.0 if profile.latency.zero else profile.latency.sample(rng)
     if profile.drop:
         return Decision(Outcome.DROP, delay)
     if profile.hang:
         return Decision(Outcome.HANG, delay)
+    if profile.hostile:
+        mode = rng.choice(profile.hostile)
+        status = 200
+        if mode in KEY_MODES:
+            status = rng.choice(profile.error_status) if profile.error_status else 400
+        return Decision(Outcome.HOSTILE, delay, status, hostile=mode)
     if over_budget or (profile.rate_limit_share and rng.random() < profile.rate_limit_share):
         return Decision(Outcome.RATE_LIMITED, delay, 429)
     if profile.error_rate and rng.random() < profile.error_rate:

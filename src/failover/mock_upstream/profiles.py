@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "ERROR_BODIES",
+    "HOSTILE_MODES",
     "MALFORMED_MODES",
     "PROFILES",
     "RETRY_AFTER_FORMS",
@@ -30,12 +31,24 @@ __all__ = [
 
 ERROR_BODIES = ("openai", "text", "html", "empty")
 MALFORMED_MODES = ("json", "no-choices", "empty-choices", "html")
+HOSTILE_MODES = (
+    "huge",
+    "lying-length",
+    "endless-chunked",
+    "empty-deltas",
+    "endless-line",
+    "key-echo",
+    "key-text",
+    "drip",
+)
 RETRY_AFTER_FORMS = ("seconds", "date", "ms", "all")
 STREAM_CUT_MODES = ("close", "eof")
 _LATENCY_KINDS = ("fixed", "uniform", "lognormal")
 # A typo like `x-mock-latency: 5000` (meant as ms) must not park a worker for hours.
 _MAX_SECONDS = 3600.0
 _MAX_GIANT_BYTES = 64 * 1024 * 1024
+# A hostile answer is made as it is sent, never held: its size is bounded only to catch typos.
+_MAX_HOSTILE_BYTES = 64 * 1024**3
 
 
 def _check_rate(name: str, value: float) -> None:
@@ -165,6 +178,9 @@ class Profile:
     stream_error_after: int | None = None
     chunk_delay: float = 0.0
     giant: int | None = None
+    hostile: tuple[str, ...] = ()
+    hostile_bytes: int = 100_000_000
+    drip_interval: float = 2.0
 
     def __post_init__(self) -> None:
         _check_rate("error_rate", self.error_rate)
@@ -174,6 +190,8 @@ class Profile:
         _check_choice("stream_cut_mode", self.stream_cut_mode, STREAM_CUT_MODES)
         for mode in self.malformed:
             _check_choice("malformed", mode, MALFORMED_MODES)
+        for mode in self.hostile:
+            _check_choice("hostile", mode, HOSTILE_MODES)
         for status in self.error_status:
             if not 400 <= status <= 599:
                 raise ValueError(f"error_status: {status} is not an HTTP error status")
@@ -189,6 +207,10 @@ class Profile:
                 raise ValueError(f"{name} must not be negative")
         if self.giant is not None and not 0 < self.giant <= _MAX_GIANT_BYTES:
             raise ValueError(f"giant must be within (0, {_MAX_GIANT_BYTES}] bytes")
+        if not 0 < self.hostile_bytes <= _MAX_HOSTILE_BYTES:
+            raise ValueError(f"hostile_bytes must be within (0, {_MAX_HOSTILE_BYTES}] bytes")
+        if not 0 < self.drip_interval <= _MAX_SECONDS:
+            raise ValueError(f"drip_interval must be within (0, {_MAX_SECONDS:g}] seconds")
 
 
 # Parsers from a header string or a JSON value to a field's type. Headers give strings, the
@@ -280,6 +302,9 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "stream_error_after": _optional(_to_int),
     "chunk_delay": _to_float,
     "giant": _optional(_to_int),
+    "hostile": _to_words,
+    "hostile_bytes": _to_int,
+    "drip_interval": _to_float,
 }
 
 SETTABLE_FIELDS = frozenset(_PARSERS)
@@ -355,6 +380,13 @@ PROFILES: Mapping[str, Profile] = {
             "stream-cut",
             "streams are cut after 3 chunks without [DONE]; bodies cut halfway",
             stream_cut_after=3,
+        ),
+        Profile(
+            "hostile",
+            "each request meets one hostile behaviour at random: a 100 MB answer, a lying "
+            "Content-Length, endless bodies, streams that never commit, errors quoting the key, "
+            "a drip",
+            hostile=HOSTILE_MODES,
         ),
     )
 }

@@ -1,5 +1,5 @@
 """Ways of writing an answer that a plain ``web.Response`` cannot: spaced stream events, slow
-bodies, bodies cut halfway, connections closed or reset under the request.
+bodies, bodies cut halfway, bodies that never end, connections closed or reset under the request.
 
 Each writer returns the response for aiohttp to finish (after a cut it finishes nothing: the
 transport is closing, which aiohttp takes quietly) and counts a client that left mid-write.
@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Iterable
 
 import orjson
 from aiohttp import web
 
 from failover.mock_upstream.stats import MockStats
 
-__all__ = ["close", "cut_body", "events", "invalid", "slow_body"]
+__all__ = ["close", "cut_body", "events", "invalid", "pieces", "slow_body"]
 
 _BODY_PIECES = 8  # a slow non-streamed body goes out in this many pieces
 
@@ -84,6 +85,37 @@ async def cut_body(
         stats.client_disconnects += 1
         return response
     close(request, reset=False)
+    return response
+
+
+async def pieces(
+    request: web.Request,
+    stats: MockStats,
+    status: int,
+    content_type: str,
+    parts: Iterable[bytes],
+    *,
+    length: int | None,
+    delay: float = 0.0,
+) -> web.StreamResponse:
+    """Send ``parts`` one after another, ``delay`` seconds apart, announcing Content-Length
+    ``length`` (None: chunked) whether or not they add up to it.
+
+    ``parts`` may never end: each write waits until the client has taken the bytes before (the
+    transport's flow control), so the answer is sent as fast as it is read and nothing piles up
+    here; it ends when the client leaves.
+    """
+    response = web.StreamResponse(status=status, headers={"Content-Type": content_type})
+    if length is not None:
+        response.content_length = length
+    try:
+        await response.prepare(request)
+        for index, part in enumerate(parts):
+            if delay and index:
+                await asyncio.sleep(delay)
+            await response.write(part)
+    except ConnectionResetError:
+        stats.client_disconnects += 1
     return response
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from failover.mock_upstream import send
+from failover.mock_upstream import hostile, send
 from failover.mock_upstream.decide import (
     HEADER_PREFIX,
     Decision,
@@ -213,6 +213,9 @@ class MockUpstream:
             return await self._complete(request, data, profile)
         if decision.outcome is Outcome.MALFORMED:
             return await self._malformed(request, data, decision)
+        if decision.outcome is Outcome.HOSTILE:
+            shapes = self._chat_shapes(data, profile, decision)
+            return await self._hostile(request, profile, decision, shapes)
         return await self._fault(request, profile, decision)
 
     async def _answer_models(self, request: web.Request) -> web.StreamResponse:
@@ -225,6 +228,9 @@ class MockUpstream:
         if decision.outcome in (Outcome.OK, Outcome.MALFORMED):
             self.stats.count(Outcome.OK, 200)
             return web.Response(body=self._models, content_type="application/json")
+        if decision.outcome is Outcome.HOSTILE:
+            shapes = self._chat_shapes({"messages": []}, profile, decision).with_models()
+            return await self._hostile(request, profile, decision, shapes)
         return await self._fault(request, profile, decision)
 
     def _decide(self, request: web.Request) -> tuple[Profile, Decision]:
@@ -324,6 +330,46 @@ class MockUpstream:
                 retry_after_headers(profile.retry_after, profile.retry_after_form, time.time())
             )
         return web.Response(status=shape.status, body=body, headers=headers)
+
+    def _chat_shapes(
+        self, data: dict[str, Any], profile: Profile, decision: Decision
+    ) -> hostile.Shapes:
+        ident = b"%s-%d" % (self._id_prefix, next(self._ids))
+        model = data.get("model")
+        options = data.get("stream_options")
+        return hostile.Shapes.chat(
+            ident,
+            int(time.time()),
+            orjson.dumps(model) if isinstance(model, str) else b'"mock-model"',
+            count_words(data.get("messages")),
+            stream=data.get("stream") is True,
+            include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+            tokens=hostile.tokens(decision.hostile, profile.hostile_bytes),
+        )
+
+    async def _hostile(
+        self, request: web.Request, profile: Profile, decision: Decision, shapes: hostile.Shapes
+    ) -> web.StreamResponse:
+        mode = decision.hostile
+        assert mode is not None  # decide() names the mode of every hostile outcome
+        self.stats.count("hostile_" + mode.replace("-", "_"), decision.status)
+        planned = hostile.answer(
+            mode,
+            shapes,
+            status=decision.status,
+            authorization=request.headers.get("Authorization", ""),
+            size=profile.hostile_bytes,
+            drip_interval=profile.drip_interval,
+        )
+        return await send.pieces(
+            request,
+            self.stats,
+            planned.status,
+            planned.content_type,
+            planned.parts,
+            length=planned.length,
+            delay=planned.delay,
+        )
 
     def _shape(self, status: int, profile: Profile, rate_limited: bool = False) -> ErrorShape:
         code = "rate_limit_exceeded" if rate_limited else profile.error_code
