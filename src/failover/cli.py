@@ -83,15 +83,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "mock-upstream":
-        from failover import mock_upstream
+        from failover.mock_upstream import PROFILES
+        from failover.mock_upstream.serve import run
 
         if args.list_profiles:
-            for name, profile in mock_upstream.PROFILES.items():
+            for name, profile in PROFILES.items():
                 print(f"{name:14} {profile.description}")
             return 0
-        mock_upstream.run(
-            host=args.host, port=args.port, profile=args.profile, seed=args.seed, name=args.name
-        )
+        run(host=args.host, port=args.port, profile=args.profile, seed=args.seed, name=args.name)
         return 0
     if args.command == "demo":
         from failover import demo

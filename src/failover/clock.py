@@ -1,13 +1,21 @@
 """Time, injected: the engine and health code never read the wall clock themselves.
 
-- :class:`Clock` is what they take: ``now()`` in seconds on a monotonic scale and ``sleep()``.
-- :class:`LoopClock` is the production clock: the running event loop's own time, so that
-  ``asyncio`` timeouts and ``clock.now()`` always agree.
-- :class:`ManualClock` is for pure state machines in tests: time moves only on ``advance()``.
-- :class:`VirtualTimeLoop` is an event loop whose time jumps straight to the next timer whenever
-  nothing is ready to run (trio's autojump clock). Code that uses a :class:`LoopClock` and asyncio
-  timeouts runs under it unchanged, thousands of virtual seconds in milliseconds, deterministically.
+Two ways, one per kind of code:
+
+- The engine (:mod:`failover.engine`) waits: timeouts, hedge delays, backoffs, deadlines. Its
+  time is the running event loop's (``loop.time()``, ``loop.call_at``, ``asyncio.sleep``), and
+  it takes no clock. Its tests run it on a :class:`VirtualTimeLoop`, an event loop whose time
+  jumps straight to the next timer whenever nothing is ready to run (trio's autojump clock):
+  thousands of virtual seconds in milliseconds, deterministically, every timer exactly on time.
   It is meant for coroutines that wait only on timers and each other, not on real sockets.
+- Code that only reads time to decide (health: breakers, cooldowns, outcome windows, and the
+  Redis backend; the inbound limiters; alert windows and dedup) takes a :class:`Clock`, or its
+  ``now``: ``now()`` in seconds on a monotonic scale, and ``sleep()``. :class:`LoopClock` is the
+  production one, the running loop's own time, so that it agrees with the engine's;
+  :class:`ManualClock` is for the pure state machines in tests: time moves only on ``advance()``.
+
+A :class:`ManualClock` cannot drive code that waits on loop timers (its ``sleep`` returns at once
+and the loop's timers never see its time): that is why the engine has no clock parameter.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from failover.call import Call, Caller, FinishedHook, Surface
 from failover.clock import Clock, LoopClock
 from failover.config import (
     Config,
@@ -30,12 +31,12 @@ from failover.engine.engine import Engine
 from failover.engine.events import Event, Observer
 from failover.errors import UnknownModel
 from failover.health.base import Health
-from failover.health.breaker import Transition
+from failover.health.breaker import DeploymentStatus, Transition
 from failover.health.memory import MemoryHealth
 from failover.observe import Observability
 from failover.providers import build_provider
 from failover.providers.http import HttpClient
-from failover.types import ChatRequest, ChatResult, StreamChunk, Usage
+from failover.types import ChatRequest, ChatResult, StreamChunk
 
 __all__ = ["Gateway"]
 
@@ -99,11 +100,14 @@ class Gateway:
     ...         print(result.text, result.deployment, result.degraded)
 
     ``model`` in :meth:`chat` and :meth:`stream` names a route, or a deployment directly (a route
-    of that one deployment with the default policy). Every request is recorded, metered, traced
-    and alerted on by :attr:`observability` as the config's ``store``, ``telemetry`` and ``alerts``
-    say. ``health``, ``clock``, ``rng``, ``observer`` (an extra engine observer) and
-    ``observability`` (one the caller starts and closes) are for tests and embedding; the
-    defaults are what production uses.
+    of that one deployment with the default policy). Every request, from these methods or from
+    the HTTP server, goes through :meth:`begin`, the one front door (:mod:`failover.call`), and is
+    recorded, metered, traced and alerted on by :attr:`observability` as the config's ``store``,
+    ``telemetry`` and ``alerts`` say; ``on_finished`` is then told of it too. ``health``, ``rng``,
+    ``observer`` (an extra engine observer) and ``observability`` (one the caller starts and
+    closes) are for tests and embedding; the defaults are what production uses. Time is the
+    running event loop's: tests inject it by running on
+    :class:`~failover.clock.VirtualTimeLoop`.
     """
 
     def __init__(
@@ -111,13 +115,14 @@ class Gateway:
         config: Config,
         *,
         health: Health | None = None,
-        clock: Clock | None = None,
         rng: random.Random | None = None,
         observer: Observer | None = None,
         observability: Observability | None = None,
+        on_finished: FinishedHook | None = None,
     ) -> None:
         self.config = config
-        self._clock: Clock = clock if clock is not None else LoopClock()
+        self.on_finished = on_finished
+        self._clock: Clock = LoopClock()
         self._http = HttpClient()
         self.providers = {
             name: build_provider(deployment, self._http)
@@ -133,7 +138,12 @@ class Gateway:
         self.health: Health = (
             health
             if health is not None
-            else _health(config, self._clock, self.observability.on_transition)
+            else _health(
+                config,
+                self._clock,
+                self.observability.on_transition,
+                self.observability.redis_failed,
+            )
         )
         snapshot = getattr(self.health, "snapshot", None)
         if snapshot is not None:
@@ -142,7 +152,6 @@ class Gateway:
             self.providers,
             config.deployments,
             self.health,
-            clock=self._clock,
             rng=rng,
             observer=(
                 self.observability
@@ -179,6 +188,32 @@ class Gateway:
             raise UnknownModel(model, sorted(self.routes))
         return route
 
+    def begin(
+        self,
+        model: str,
+        request: ChatRequest,
+        *,
+        stream: bool = False,
+        surface: Surface = Surface.CHAT,
+        caller: Caller | None = None,
+        request_id: str | None = None,
+    ) -> Call:
+        """The front door: one request on the route ``model``, with its id and arrival time.
+
+        Run it with :meth:`Call.complete` or :meth:`Call.open_stream`; it reports itself to
+        :attr:`observability` (and ``on_finished``) once answered. Raises
+        :class:`~failover.errors.UnknownModel` when no route or deployment has that name.
+        """
+        return Call(
+            self,
+            self.route(model),
+            request,
+            request_id or self.request_ids(),
+            stream=stream,
+            surface=surface,
+            caller=caller,
+        )
+
     async def chat(
         self,
         model: str,
@@ -195,14 +230,8 @@ class Gateway:
         or the provider's 400 (:class:`~failover.errors.UpstreamStatusError`) when the route has
         no default response to give.
         """
-        call = await self._begin(model, messages, params, request_id, stream=False)
-        try:
-            result = await self.engine.chat(call.route, call.request, request_id=call.request_id)
-        except BaseException as error:
-            call.finished(None, error)
-            raise
-        call.finished(result, None)
-        return result
+        request = ChatRequest(messages=[dict(m) for m in messages], params=params)
+        return await self.begin(model, request, request_id=request_id).complete()
 
     async def stream(
         self,
@@ -215,40 +244,14 @@ class Gateway:
         """Stream one chat request as OpenAI ``chat.completion.chunk`` dicts.
 
         Failover and hedging work until the first content chunk; a failure after it raises
-        from the iterator (never a silent end).
+        from the iterator (never a silent end). A consumer that stops reading closes the
+        upstream stream.
         """
-        call = await self._begin(model, messages, params, request_id, stream=True)
-        try:
-            opened = await self.engine.open_stream(
-                call.route, call.request, request_id=call.request_id
-            )
-        except BaseException as error:
-            call.finished(None, error)
-            raise
-        usage: Usage | None = None
-        try:
-            async with opened:
-                async for chunk in opened:
-                    if chunk.get("usage"):
-                        usage = Usage.from_openai(chunk["usage"])
-                    yield chunk
-        except BaseException as error:
-            # A consumer that stops reading (GeneratorExit) left, like a cancelled caller.
-            call.finished(
-                None, asyncio.CancelledError() if isinstance(error, GeneratorExit) else error
-            )
-            raise
-        call.finished(
-            ChatResult(
-                completion={},
-                deployment=opened.deployment,
-                degraded=opened.degraded,
-                usage=usage or Usage(),
-                attempts=opened.attempts,
-                request_id=call.request_id,
-            ),
-            None,
-        )
+        request = ChatRequest(messages=[dict(m) for m in messages], params=params)
+        call = self.begin(model, request, stream=True, request_id=request_id)
+        async with await call.open_stream() as opened:
+            async for chunk in opened:
+                yield chunk
 
     def chat_sync(
         self, model: str, messages: Iterable[Mapping[str, Any]], **params: Any
@@ -277,6 +280,32 @@ class Gateway:
             finally:
                 runner.close()
 
+    def metrics_text(self) -> bytes:
+        """The Prometheus exposition of this gateway (serve it with
+        :attr:`metrics_content_type`)."""
+        return self.observability.metrics_text()
+
+    @property
+    def metrics_content_type(self) -> str:
+        return self.observability.metrics_content_type
+
+    async def record(self, request_id: str) -> dict[str, Any] | None:
+        """One request's record, or None; raises :class:`~failover.errors.StoreUnavailable`
+        when the request log cannot be read (and nothing of the request is still buffered)."""
+        return await self.observability.get_record(request_id)
+
+    async def status(self) -> Mapping[str, DeploymentStatus]:
+        """Each deployment's health row, as the health backend sees it now."""
+        status = getattr(self.health, "status", None)
+        if status is None:
+            return {}
+        rows: Mapping[str, DeploymentStatus] = await status()
+        return rows
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
     async def start(self) -> None:
         """Start the background work (request log writer, alert sinks); idempotent.
 
@@ -304,27 +333,6 @@ class Gateway:
                     if close is not None:
                         await close()
 
-    async def _begin(
-        self,
-        model: str,
-        messages: Iterable[Mapping[str, Any]],
-        params: dict[str, Any],
-        request_id: str | None,
-        *,
-        stream: bool,
-    ) -> _Call:
-        route = self.route(model)
-        if not self._started:
-            await self.start()
-        return _Call(
-            self.observability,
-            route,
-            ChatRequest(messages=[dict(m) for m in messages], params=params),
-            request_id or self.request_ids(),
-            stream,
-            self._clock,
-        )
-
     async def __aenter__(self) -> Gateway:
         await self.start()
         return self
@@ -344,50 +352,6 @@ class Gateway:
         )
 
 
-class _Call:
-    """One request through the gateway's library API, and its report to the request log."""
-
-    __slots__ = (
-        "_clock",
-        "_observability",
-        "_started",
-        "_started_wall",
-        "_stream",
-        "request",
-        "request_id",
-        "route",
-    )
-
-    def __init__(
-        self,
-        observability: Observability,
-        route: RouteConfig,
-        request: ChatRequest,
-        request_id: str,
-        stream: bool,
-        clock: Clock,
-    ) -> None:
-        self._observability = observability
-        self.route = route
-        self.request = request
-        self.request_id = request_id
-        self._stream = stream
-        self._clock = clock
-        self._started_wall, self._started = time.time(), clock.now()
-
-    def finished(self, result: ChatResult | None, error: BaseException | None) -> None:
-        self._observability.request_finished(
-            request_id=self.request_id,
-            route=self.route.name,
-            started_at_wall=self._started_wall,
-            latency=self._clock.now() - self._started,
-            result=result,
-            error=error,
-            stream=self._stream,
-            request=self.request,
-        )
-
-
 class _BothObservers:
     """The gateway's own observability, then an observer the embedding code passed."""
 
@@ -401,12 +365,22 @@ class _BothObservers:
         self._second.on_event(event)
 
 
-def _health(config: Config, clock: Clock, on_transition: Callable[[Transition], None]) -> Health:
+def _health(
+    config: Config,
+    clock: Clock,
+    on_transition: Callable[[Transition], None],
+    on_failure: Callable[[], None],
+) -> Health:
     if config.state.backend == "redis":
         from failover.state import RedisHealth
 
         return RedisHealth.from_config(
-            config.state, config.health, config.deployments, clock, on_transition=on_transition
+            config.state,
+            config.health,
+            config.deployments,
+            clock,
+            on_transition=on_transition,
+            on_failure=on_failure,
         )
     return MemoryHealth(config.health, config.deployments, clock, on_transition=on_transition)
 
@@ -425,3 +399,13 @@ def _direct_route(name: str, deployment: DeploymentConfig) -> RouteConfig:
     # still bounds the request, and never below one full attempt.
     deadline = max(60.0, deployment.timeout * (1 + deployment.max_retries))
     return RouteConfig(name=name, targets=(name,), deadline=deadline)
+
+
+async def migrate_store(config: Config) -> None:
+    """Run the request log's migrations of ``config`` now (``failover serve`` does it once,
+    before its workers); raises :class:`~failover.errors.StoreError`."""
+    observability = Observability.from_config(config)
+    try:
+        await observability.migrate()
+    finally:
+        await observability.aclose()

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "NATIVE",
     "AttemptOutcome",
     "AttemptRecord",
     "ChatRequest",
     "ChatResult",
     "Completion",
+    "Native",
     "StreamChunk",
     "Usage",
 ]
@@ -29,19 +31,43 @@ StreamChunk = dict[str, Any]
 """An OpenAI ``chat.completion.chunk`` object."""
 
 
+NATIVE = "x_failover_native"
+"""The key under which a completion or a stream chunk carries what the provider itself sent, when
+the request came in on that provider's own API (:class:`Native`): the surface of that API sends
+it as it is (thinking blocks and their signatures, cache usage, reasoning items: nothing lost in
+a translation), every other surface drops the key and uses the OpenAI shape beside it. A
+completion carries the provider's whole answer object; a chunk, the list of the provider's
+events (each an ``(event name, data object)`` pair) it was translated from."""
+
+
+@dataclass(frozen=True, slots=True)
+class Native:
+    """A request as it came in on a provider family's own API (``family``: ``anthropic`` for the
+    Messages API, ``openai-responses`` for the Responses API), for a deployment of that family to
+    send unchanged but for ``model``. ``headers`` are the client's headers that family reads
+    (``anthropic-beta``, ``anthropic-version``)."""
+
+    family: str
+    body: Mapping[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """One OpenAI-style chat request, independent of the deployment that will run it.
 
     ``params`` holds every other field of the OpenAI body (``temperature``, ``max_tokens``,
     ``tools``, ...) except ``model``, ``messages`` and ``stream``, which adapters set themselves.
+    A request that came in on another API is translated into this shape; ``native`` then keeps
+    it as it came, for a deployment of that API's own family (:class:`Native`).
 
-    >>> ChatRequest(messages=[{"role": "user", "content": "hi"}], params={"temperature": 0})
-    ChatRequest(messages=[{'role': 'user', 'content': 'hi'}], params={'temperature': 0})
+    >>> ChatRequest(messages=[{"role": "user", "content": "hi"}], params={"top_p": 1})
+    ChatRequest(messages=[{'role': 'user', 'content': 'hi'}], params={'top_p': 1}, native=None)
     """
 
     messages: list[dict[str, Any]]
     params: Mapping[str, Any] = field(default_factory=dict)
+    native: Native | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +102,7 @@ class Usage:
 
 
 class AttemptOutcome(enum.StrEnum):
-    """How one attempt ended, as SPEC.md names it in records.
+    """How one attempt ended, as records name it.
 
     An error class (``server_error``, ``rate_limit``, ...) is stored as its own name; these are the
     outcomes that are not an error class.

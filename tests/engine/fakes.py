@@ -9,12 +9,13 @@ completed, failed, was cancelled, or (a stream) was closed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from failover.clock import LoopClock, run_virtual
+from failover.clock import run_virtual
 from failover.config import DeploymentConfig, RouteConfig
 from failover.engine import Engine, Event, EventKind
 from failover.errors import ErrorClass, UpstreamError, UpstreamStatusError
@@ -285,15 +286,14 @@ def engine_for(
     *,
     observer: RecordingObserver | None = None,
     seed: int = 0,
-    clock: LoopClock | None = None,
     max_background: int = 1000,
 ) -> Engine:
-    """An engine over the fakes, on the loop clock, with seeded jitter and a fixed wall clock."""
+    """An engine over the fakes (on the running loop's time), with seeded jitter and a fixed
+    wall clock."""
     return Engine(
         {p.name: p for p in providers},
         {p.name: p.deployment for p in providers},
         health if health is not None else RecordingHealth(),
-        clock=clock,
         rng=random.Random(seed),
         observer=observer,
         max_background=max_background,
@@ -306,17 +306,13 @@ def pending_tasks() -> set[asyncio.Task[Any]]:
     return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
 
 
-class RecordingClock(LoopClock):
-    """The loop clock, remembering every wait the engine asked for (tenacity's ``sleep=``)."""
-
-    __slots__ = ("sleeps",)
-
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        await super().sleep(seconds)
+def waits(calls: Sequence[Call]) -> list[float]:
+    """The waits between consecutive calls: each call's start minus the previous one's end
+    (virtual time: a backoff the engine slept is exactly this gap)."""
+    return [
+        round(later.start - (earlier.end if earlier.end is not None else earlier.start), 9)
+        for earlier, later in itertools.pairwise(calls)
+    ]
 
 
 def records(attempts: Iterable[Any]) -> list[tuple[str, float, float | None, str]]:

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from failover.clock import LoopClock, ManualClock, run_virtual
+from failover.clock import LoopClock, run_virtual
 from failover.config import HealthConfig
 from failover.engine.adaptive import MIN_SAMPLES, HedgeDelays
+from failover.engine.route import HedgeMode, HedgePolicy
 from failover.health.memory import MemoryHealth
 from failover.types import ChatResult
 
@@ -181,15 +182,14 @@ def test_attempts_still_running_raise_the_estimate() -> None:
 
 def test_hedge_delays_track_running_attempts() -> None:
     """started/ended keep the running set; ending twice is harmless; the repr counts them."""
-    clock = ManualClock()
-    delays = HedgeDelays(None, clock)
+    delays = HedgeDelays(None)
     delays.started("a", 1, 0.0)
     delays.started("a", 2, 0.0)
     delays.ended("a", 1)
     delays.ended("a", 1)
     assert len(delays) == 1
     assert repr(delays) == "<HedgeDelays running=1>"
-    assert delays.delay("a", (0.2, 4.0)) == 4.0
+    assert delays.delay("a", HedgePolicy(HedgeMode.AUTO, 4.0, (0.2, 4.0)), 1.0) == 4.0
 
 
 def test_no_hang_leaves_a_running_attempt_behind() -> None:

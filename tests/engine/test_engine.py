@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import pytest
 
 from failover.clock import run_virtual
-from failover.config import DeploymentConfig
-from failover.engine import Engine, Event, failure_status
-from failover.errors import ConfigError, NoTargetAvailable
-from failover.types import ChatRequest, Completion
+from failover.config import DeploymentConfig, RouteConfig
+from failover.engine import Engine, Event
+from failover.errors import (
+    AllTargetsFailed,
+    ConfigError,
+    ErrorClass,
+    NoTargetAvailable,
+    UpstreamError,
+)
+from failover.server.status import status_of
+from failover.types import AttemptRecord, ChatRequest, Completion
 
 from .fakes import (
     DEFAULT,
@@ -19,9 +27,14 @@ from .fakes import (
     FakeProvider,
     RecordingHealth,
     StateHealth,
+    Step,
+    chunk,
     engine_for,
+    fail,
+    hang,
     ok,
     play,
+    records,
     route,
 )
 
@@ -43,7 +56,7 @@ def test_nothing_available_answers_at_once_with_retry_after() -> None:
     assert isinstance(played.error, NoTargetAvailable)
     assert played.error.retry_after == 12.0
     assert played.answered_at == 0.0
-    assert failure_status(played.error) == (503, "circuit_open", 12.0)
+    assert status_of(played.error) == (503, "circuit_open", 12.0)
     assert played.observer.kinds() == ["all_failed"]
 
 
@@ -212,3 +225,122 @@ def test_no_secret_reaches_a_record_or_an_error() -> None:
     played = play([keyed], route(["keyed"], default_response=DEFAULT))
     texts: list[Any] = [repr(played.result), played.final, played.observer.events]
     assert all(secret not in repr(text) for text in texts)
+
+
+# -- the request's attempt records: one list, the caller's, on success and on failure ---------
+
+
+def _chat_into(
+    providers: list[FakeProvider], config: RouteConfig, **kw: Any
+) -> tuple[list[AttemptRecord], Any, BaseException | None]:
+    """One chat with a caller-owned ``attempts`` list: (the list, the result, the error)."""
+    attempts: list[AttemptRecord] = []
+
+    async def scenario() -> tuple[Any, BaseException | None]:
+        engine = engine_for(providers, **kw)
+        try:
+            return await engine.chat(config, REQUEST, request_id="r", attempts=attempts), None
+        except Exception as error:
+            return None, error
+        finally:
+            await engine.aclose()
+
+    result, error = run_virtual(scenario())
+    return attempts, result, error
+
+
+def test_the_callers_list_is_the_results_attempts() -> None:
+    """On success the records go in the list the caller gave, which the result hands back."""
+    a, b = FakeProvider("a", [fail(0.1)]), FakeProvider("b", [ok(0.2)])
+    attempts, result, _ = _chat_into([a, b], route(["a", "b"]))
+    assert result.attempts is attempts
+    assert records(attempts) == [("a", 0.0, 0.1, "server_error"), ("b", 0.1, 0.3, "success")]
+
+
+def test_all_targets_failed_carries_the_callers_list() -> None:
+    """Every target failing: AllTargetsFailed.attempts is the caller's list, records complete."""
+    a, b = FakeProvider("a", [fail(0.1)]), FakeProvider("b", [fail(0.2, ErrorClass.TIMEOUT)])
+    attempts, _, error = _chat_into([a, b], route(["a", "b"]))
+    assert isinstance(error, AllTargetsFailed)
+    assert error.attempts is attempts
+    assert records(attempts) == [("a", 0.0, 0.1, "server_error"), ("b", 0.1, 0.3, "timeout")]
+
+
+def test_no_target_available_carries_the_callers_empty_list() -> None:
+    """Nothing could be tried: NoTargetAvailable.attempts is the caller's list, empty."""
+    a = FakeProvider("a", [ok(0.1)])
+    attempts, _, error = _chat_into([a], route(["a"]), health=StateHealth(unavailable={"a"}))
+    assert isinstance(error, NoTargetAvailable)
+    assert error.attempts is attempts
+    assert attempts == []
+
+
+def test_a_bad_request_leaves_its_record_in_the_callers_list() -> None:
+    """The provider's own 400 is raised as it is; the caller's list still has its attempt."""
+    a = FakeProvider("a", [fail(0.1, ErrorClass.BAD_REQUEST)])
+    attempts, _, error = _chat_into([a], route(["a"]))
+    assert isinstance(error, UpstreamError)
+    assert records(attempts) == [("a", 0.0, 0.1, "bad_request")]
+
+
+def test_a_cancelled_request_leaves_its_cancelled_records_in_the_callers_list() -> None:
+    """The caller cancelled: the list it gave holds every attempt, ended as cancelled."""
+    a, b = FakeProvider("a", [hang()]), FakeProvider("b", [hang()])
+    attempts: list[AttemptRecord] = []
+
+    async def scenario() -> None:
+        engine = engine_for([a, b])
+        task = asyncio.ensure_future(
+            engine.chat(
+                route(["a", "b"], hedge_after=1.0), REQUEST, request_id="r", attempts=attempts
+            )
+        )
+        asyncio.get_running_loop().call_at(3.0, task.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run_virtual(scenario())
+    assert records(attempts) == [("a", 0.0, 3.0, "cancelled"), ("b", 1.0, 3.0, "cancelled")]
+
+
+def test_a_loser_completes_its_record_in_the_callers_list_after_the_answer() -> None:
+    """With finish_losers the loser runs on; its record, in the caller's list, ends later."""
+    slow, fast = FakeProvider("slow", [ok(2.0)]), FakeProvider("fast", [ok(0.2)])
+    config = route(["slow", "fast"], hedge_after=1.0, finish_losers=5)
+    attempts: list[AttemptRecord] = []
+
+    async def scenario() -> list[tuple[str, float, float | None, str]]:
+        engine = engine_for([slow, fast])
+        await engine.chat(config, REQUEST, request_id="r", attempts=attempts)
+        at_answer = records(attempts)
+        await asyncio.sleep(5)
+        await engine.aclose()
+        return at_answer
+
+    at_answer = run_virtual(scenario())
+    assert at_answer == [("slow", 0.0, None, "running"), ("fast", 1.0, 1.2, "success")]
+    assert records(attempts) == [
+        ("slow", 0.0, 2.0, "lost_completed"),
+        ("fast", 1.0, 1.2, "success"),
+    ]
+
+
+def test_a_stream_hands_out_the_callers_list_and_ends_its_record() -> None:
+    """open_stream fills the caller's list; the winner's record ends when the stream does."""
+    pieces = ((0.0, chunk(role="assistant")), (0.1, chunk("Hi")), (0.5, chunk("!")))
+    a = FakeProvider("a", [Step(0.1, pieces=pieces)])
+    attempts: list[AttemptRecord] = []
+
+    async def scenario() -> list[tuple[str, float, float | None, str]]:
+        engine = engine_for([a])
+        opened = await engine.open_stream(route(["a"]), REQUEST, request_id="s", attempts=attempts)
+        assert opened.attempts is attempts
+        at_commit = records(attempts)
+        async with opened:
+            async for _ in opened:
+                pass
+        return at_commit
+
+    at_commit = run_virtual(scenario())
+    assert at_commit == [("a", 0.0, 0.2, "success")]  # the commit; moved to the stream's end below
+    assert records(attempts) == [("a", 0.0, 0.7, "success")]

@@ -7,13 +7,12 @@ import asyncio
 import pytest
 
 from failover.clock import run_virtual
-from failover.engine import failure_status
 from failover.errors import AllTargetsFailed, ErrorClass, UpstreamError
+from failover.server.status import status_of
 
 from .fakes import (
     REQUEST,
     FakeProvider,
-    RecordingClock,
     RecordingHealth,
     engine_for,
     fail,
@@ -22,6 +21,7 @@ from .fakes import (
     play,
     records,
     route,
+    waits,
 )
 
 NO_JITTER = {"backoff": 0.5, "max_backoff": 8.0, "jitter": False}
@@ -65,7 +65,7 @@ def test_both_fail_raises_all_targets_failed_with_each_error() -> None:
         ("fallback", ErrorClass.CONNECTION),
     ]
     assert not error.deadline_passed
-    assert failure_status(error) == (502, "connection", None)
+    assert status_of(error) == (502, "connection", None)
     assert played.observer.kinds() == ["all_failed"]
 
 
@@ -85,15 +85,15 @@ def test_exponential_schedule_without_jitter() -> None:
     """retry {backoff: 0.5, jitter: false}, max_retries 3: waits 0.5, 1, 2 seconds."""
     flaky = FakeProvider("flaky", [fail(0.0)], max_retries=3)
 
-    async def scenario() -> tuple[list[float], list[float], BaseException | None]:
-        clock = RecordingClock()
-        engine = engine_for([flaky], clock=clock)
+    async def scenario() -> BaseException | None:
+        engine = engine_for([flaky])
         with pytest.raises(AllTargetsFailed) as caught:
             await engine.chat(route(["flaky"], retry=NO_JITTER), REQUEST, request_id="r")
-        return clock.sleeps, [c.start for c in flaky.calls], caught.value
+        return caught.value
 
-    sleeps, starts, error = run_virtual(scenario())
-    assert sleeps == [0.5, 1.0, 2.0]
+    error = run_virtual(scenario())
+    starts = [c.start for c in flaky.calls]
+    assert waits(flaky.calls) == [0.5, 1.0, 2.0]
     assert starts == pytest.approx([0.0, 0.5, 1.5, 3.5])
     assert isinstance(error, AllTargetsFailed)
     assert len(error.errors) == 4
@@ -103,15 +103,14 @@ def test_jittered_waits_stay_within_equal_jitter_bounds() -> None:
     """With jitter each wait is between half and all of backoff * 2**n."""
     flaky = FakeProvider("flaky", [fail(0.0)], max_retries=3)
 
-    async def scenario() -> list[float]:
-        clock = RecordingClock()
-        engine = engine_for([flaky], clock=clock, seed=7)
+    async def scenario() -> None:
+        engine = engine_for([flaky], seed=7)
         retry = {"backoff": 0.5, "max_backoff": 8.0, "jitter": True}
         with pytest.raises(AllTargetsFailed):
             await engine.chat(route(["flaky"], retry=retry), REQUEST, request_id="r")
-        return clock.sleeps
 
-    sleeps = run_virtual(scenario())
+    run_virtual(scenario())
+    sleeps = waits(flaky.calls)
     assert len(sleeps) == 3
     for n, wait in enumerate(sleeps):
         assert 0.25 * 2**n <= wait <= 0.5 * 2**n
@@ -176,7 +175,7 @@ def test_the_deadline_cancels_the_running_attempt() -> None:
     assert played.answered_at == pytest.approx(4.0)
     assert played.final == [("slow", 0.0, 4.0, "cancelled")]
     assert played.health.reported("slow") == ["cancelled"]
-    assert failure_status(played.error) == (504, "deadline_exceeded", None)
+    assert status_of(played.error) == (504, "deadline_exceeded", None)
 
 
 def test_a_bad_request_ends_a_sequential_route_at_once() -> None:
@@ -189,7 +188,7 @@ def test_a_bad_request_ends_a_sequential_route_at_once() -> None:
     assert str(played.error) == "upstream said bad_request"
     assert other.calls == []
     assert played.observer.kinds() == []
-    assert failure_status(played.error) == (400, "bad_request", None)
+    assert status_of(played.error) == (400, "bad_request", None)
 
 
 def test_a_sequential_route_creates_no_task() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from failover.clock import ManualClock
 from failover.config import AlertLevel, RouteConfig, config_from_dict
 from failover.engine.events import Event, EventKind
+from failover.engine.route import HedgePolicy
 from failover.errors import (
     AllTargetsFailed,
     ErrorClass,
@@ -57,10 +58,11 @@ def test_primary_timeout_is_high() -> None:
 
 def test_primary_timeout_with_auto_needs_a_high_hedge_rate() -> None:
     """With hedge_after: auto, only a hedge rate above 10% over the last minute alerts."""
-    assert primary_timeout_alert_due(1.5, 0.0)
-    assert not primary_timeout_alert_due("auto", 0.10)
-    assert primary_timeout_alert_due("auto", 0.11)
-    assert not primary_timeout_alert_due(None, 1.0)
+    policy = {name: HedgePolicy.of(config) for name, config in ROUTES.items()}
+    assert primary_timeout_alert_due(policy["intent"], 0.0)
+    assert not primary_timeout_alert_due(policy["auto"], 0.10)
+    assert primary_timeout_alert_due(policy["auto"], 0.11)
+    assert not primary_timeout_alert_due(policy["strict"], 1.0)
     clock = ManualClock()
     rules = _rules(clock)
     late = _event(EventKind.PRIMARY_TIMEOUT, route="auto", deployment="main")

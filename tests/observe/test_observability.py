@@ -1,7 +1,7 @@
 """Observability end to end: a real Gateway over `MockUpstream` servers, real loopback HTTP.
 
-The lead wires `request_finished` into the gateway and server later; here the tests call it
-after `gw.chat()` as the server will. Real time, wide margins, ordering assertions.
+Here the tests run the gateway's engine and call `request_finished` with the attempt list they
+gave the engine, as the gateway's front door does. Real time, wide margins, ordering assertions.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from failover.errors import ErrorClass, UpstreamStatusError
 from failover.health.memory import MemoryHealth
 from failover.mock_upstream import MockUpstream
 from failover.observe import Observability, open_store
-from failover.types import ChatRequest, ChatResult
+from failover.types import AttemptRecord, ChatRequest, ChatResult
 
 from .conftest import closed_port, gateway_config, poll_until
 
@@ -38,8 +38,11 @@ async def _ask(
     wall, started = time.time(), time.perf_counter()
     result: ChatResult | None = None
     error: BaseException | None = None
+    attempts: list[AttemptRecord] = []
     try:
-        result = await gw.engine.chat(gw.route("intent"), REQUEST, request_id=request_id)
+        result = await gw.engine.chat(
+            gw.route("intent"), REQUEST, request_id=request_id, attempts=attempts
+        )
     except Exception as exc:
         error = exc
     latency = time.perf_counter() - started
@@ -53,6 +56,7 @@ async def _ask(
         client_key_id="key_client",
         client_request_id=kwargs.get("client_request_id"),
         stream=False,
+        records=attempts,
     )
     return result, error, latency
 
@@ -139,6 +143,7 @@ async def test_failed_request_is_recorded_with_its_code(sqlite_url: str, mocks: 
         async with Gateway(config, observability=obs) as gw:
             _, error, _ = await _ask(obs, gw, "req_failed")
         assert isinstance(error, AllTargetsFailed)
+        assert [a.outcome for a in error.attempts] == ["server_error", "server_error"]
         record = await obs.get_record("req_failed")
     finally:
         await obs.aclose()
@@ -281,6 +286,7 @@ async def test_lost_span_batches_are_counted_in_metrics() -> None:
             latency=0.01,
             result=None,
             error=None,
+            records=(),
         )
     deadline = time.monotonic() + 15
     while obs.tracing.export_failures < 1:
@@ -313,6 +319,7 @@ async def test_a_providers_own_400_code_is_not_a_metric_label() -> None:
             latency=0.01,
             result=None,
             error=error,
+            records=(),
         )
     text = obs.metrics_text().decode()
     await obs.aclose(grace=1.0)

@@ -131,4 +131,5 @@ def _drive(obs: Observability) -> None:
         client_key_id=f"key_{ADMIN_KEY}",
         client_request_id=f"mine-{CLIENT_KEY}",
         request=ChatRequest(messages=[{"role": "user", "content": "hi"}]),
+        records=[main, fallback],
     )

@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 
 from failover.observe.records import AttemptRow, RequestRow
-from failover.observe.store import RecordStore, StoreUnavailable, open_store
+from failover.observe.store import RecordStore, StoreUnavailable
+from failover.observe.stores import open_store
 
 from .conftest import POSTGRES_BASE, closed_port
 

@@ -52,7 +52,10 @@ async def test_hedged_request_spans(mocks: tuple[MockUpstream, MockUpstream]) ->
     try:
         async with Gateway(config, observability=obs) as gw:
             wall, started = time.time(), time.perf_counter()
-            result = await gw.engine.chat(gw.route("intent"), REQUEST, request_id="req_t")
+            attempts: list[AttemptRecord] = []
+            result = await gw.engine.chat(
+                gw.route("intent"), REQUEST, request_id="req_t", attempts=attempts
+            )
             obs.request_finished(
                 request_id="req_t",
                 route="intent",
@@ -60,6 +63,7 @@ async def test_hedged_request_spans(mocks: tuple[MockUpstream, MockUpstream]) ->
                 latency=time.perf_counter() - started,
                 result=result,
                 error=None,
+                records=attempts,
             )
             assert sorted(_by_name(exporter.get_finished_spans())) == ["chat f", "chat intent"]
             for _ in range(100):
@@ -105,8 +109,8 @@ async def test_hedged_request_spans(mocks: tuple[MockUpstream, MockUpstream]) ->
     assert "gen_ai.input.messages" not in (request.attributes or {})
 
 
-def _events(obs: Observability) -> None:
-    """One failed attempt and one success, as the engine reports them."""
+def _events(obs: Observability) -> list[AttemptRecord]:
+    """One failed attempt and one success, as the engine reports them: their records."""
     failed = AttemptRecord("main", start=0.0)
     obs.on_event(Event(EventKind.ATTEMPT_STARTED, "intent", "req_c", 0.0, "main", failed))
     failed.end, failed.outcome, failed.error_class, failed.status = (
@@ -120,6 +124,7 @@ def _events(obs: Observability) -> None:
     obs.on_event(Event(EventKind.ATTEMPT_STARTED, "intent", "req_c", 0.1, "fallback", won))
     won.end, won.outcome = 0.3, "success"
     obs.on_event(Event(EventKind.ATTEMPT_ENDED, "intent", "req_c", 0.3, "fallback", won))
+    return [failed, won]
 
 
 def _result() -> ChatResult:
@@ -146,7 +151,7 @@ async def test_content_is_captured_only_when_asked() -> None:
         )
         exporter = InMemorySpanExporter()
         obs = Observability.from_config(config, span_processor=SimpleSpanProcessor(exporter))
-        _events(obs)
+        records = _events(obs)
         request = ChatRequest(messages=[{"role": "user", "content": "the question"}])
         obs.request_finished(
             request_id="req_c",
@@ -156,6 +161,7 @@ async def test_content_is_captured_only_when_asked() -> None:
             result=_result(),
             error=None,
             request=request,
+            records=records,
         )
         await obs.aclose()
         spans = _by_name(exporter.get_finished_spans())

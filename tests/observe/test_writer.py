@@ -12,7 +12,8 @@ import pytest
 
 from failover.observe.records import AttemptRow, RequestRow, Row
 from failover.observe.sqlite_store import SQLiteStore
-from failover.observe.store import StoreRejected, Window, open_store
+from failover.observe.store import StoreRejected, Window
+from failover.observe.stores import open_store
 from failover.observe.writer import RecordWriter, merge_rows
 
 from .conftest import closed_port, poll_until

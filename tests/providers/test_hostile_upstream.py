@@ -32,12 +32,14 @@ from failover.config import RouteConfig
 from failover.engine import Engine
 from failover.errors import AllTargetsFailed, ErrorClass, MalformedResponse, UpstreamError
 from failover.providers import HttpClient, OpenAICompatProvider
+from failover.providers.wire import MAX_BODY
 from failover.types import ChatRequest
 from tests.engine.fakes import RecordingHealth
 from tests.providers.conftest import deployment
 
 HELLO = ChatRequest(messages=[{"role": "user", "content": "hi"}])
 MB = 1024 * 1024
+BOUND = f"{MAX_BODY // MB} MiB"  # the message's name of the body bound (16 MiB)
 PEAK_MB = 100
 AFTER_MB = 50
 _PIECE = b"x" * MB
@@ -193,7 +195,7 @@ FLOODS = [
 async def test_an_answer_over_the_bound_fails_as_malformed_and_is_let_go(
     http: HttpClient, framing: str, most_written: int
 ) -> None:
-    """A JSON answer over 32 MiB fails as malformed, naming the bound (a Content-Length above
+    """A JSON answer over 16 MiB fails as malformed, naming the bound (a Content-Length above
     it before a byte of body is read); memory stays bounded and is let go at once."""
     async with hostile(flood(200, framing, 512 * MB)) as attack:
         chat = provider(http, attack.url)
@@ -203,7 +205,7 @@ async def test_an_answer_over_the_bound_fails_as_malformed_and_is_let_go(
             await settle()
             after = memory.now_mb
     assert caught.value.error_class is ErrorClass.MALFORMED
-    assert "32 MiB" in caught.value.message
+    assert BOUND in caught.value.message
     assert caught.value.status == 200
     assert attack.written < most_written  # the client let go at its bound, not at the end
     assert memory.peak_mb < PEAK_MB
@@ -219,7 +221,7 @@ async def test_an_answer_under_the_bound_that_stalls_is_let_go_after_each_timeou
     ) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
         writer.write(b"Transfer-Encoding: chunked\r\n\r\n")
-        for _ in range(30):  # 30 MiB: under the bound, then silence
+        for _ in range(15):  # 15 MiB: under the bound, then silence
             writer.write(b"100000\r\n" + _PIECE + b"\r\n")
             await writer.drain()
             attack.written += MB
@@ -239,15 +241,17 @@ async def test_an_answer_under_the_bound_that_stalls_is_let_go_after_each_timeou
                 afters.append(memory.now_mb)
         await engine.aclose()
     assert health.reported("main") == ["timeout"] * 3
-    assert attack.written >= 90 * MB  # each request did buffer its 30 MiB
+    assert attack.written >= 45 * MB  # each request did buffer its 15 MiB
     assert memory.peak_mb < PEAK_MB
     assert max(afters) < AFTER_MB
 
 
 async def test_a_decoded_answer_that_is_not_a_completion_is_let_go() -> None:
-    """A 16 MB JSON answer under the bound that is not a completion decodes to 64 MB of
-    objects; once its request has failed (malformed) nothing of it is held, the collector off."""
-    body = b'{"junk":[' + b"0," * (8 * MB - 1) + b"0]}"
+    """A 14 MiB JSON answer under the bounds (bytes and values) that is not a completion decodes
+    to some 40 MiB; once its request has failed (malformed) nothing of it is held, the
+    collector off."""
+    strings = b'"ab",' * 500_000  # 500,000 values of 59 bytes each, decoded
+    body = b'{"junk":[' + strings + b'"ab"],"pad":"' + b"x" * 12 * MB + b'"}'
 
     async def junk(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, attack: Attack
@@ -264,13 +268,61 @@ async def test_a_decoded_answer_that_is_not_a_completion_is_let_go() -> None:
         route = RouteConfig(name="intent", targets=("main",), deadline=10)
         afters = []
         with watched() as memory:
-            for number in range(2):
+            for number in range(3):
                 with pytest.raises(AllTargetsFailed):
                     await engine.chat(route, HELLO, request_id=f"req-{number}")
                 await settle()
                 afters.append(memory.now_mb)
         await engine.aclose()
-    assert health.reported("main") == ["malformed"] * 2
+    assert health.reported("main") == ["malformed"] * 3
+    assert max(afters) < AFTER_MB
+
+
+def answer_body(body: bytes) -> Answer:
+    """Answer ``body`` as JSON, written a mebibyte at a time (the server holds no copy)."""
+
+    async def answer(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, attack: Attack
+    ) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        writer.write(b"Content-Length: %d\r\n\r\n" % len(body))
+        for start in range(0, len(body), MB):
+            writer.write(body[start : start + MB])
+            await writer.drain()
+            attack.written += min(MB, len(body) - start)
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(b"{}", id="empty objects"),  # 384 MiB decoded
+        pytest.param(b"[]", id="empty arrays"),  # 341 MiB
+        pytest.param(b'"ab"', id="short strings"),  # 189 MiB
+    ],
+)
+async def test_an_answer_of_many_small_values_fails_before_it_is_decoded(
+    http: HttpClient, value: bytes
+) -> None:
+    """A 15 MiB answer, under the byte bound, of millions of small JSON values (which would
+    decode to 190-380 MiB of objects) fails as malformed, naming the bound on values, before it
+    is decoded: memory stays bounded over two such answers and is let go at once."""
+    count = 15 * MB // (len(value) + 1)
+    body = b'{"id":"c","choices":[],"pad":[' + b",".join([value] * count) + b"]}"
+    async with hostile(answer_body(body)) as attack:
+        chat = provider(http, attack.url)
+        afters = []
+        with watched() as memory:
+            for _ in range(2):
+                with pytest.raises(MalformedResponse) as caught:
+                    await chat.complete(HELLO)
+                await settle()
+                afters.append(memory.now_mb)
+    assert "over 524288 values" in caught.value.message
+    assert caught.value.status == 200
+    assert attack.written == 2 * len(body)  # read whole, under the byte bound
+    assert memory.peak_mb < PEAK_MB
     assert max(afters) < AFTER_MB
 
 
@@ -305,7 +357,7 @@ async def test_the_models_probe_reads_within_the_bound(http: HttpClient, framing
     async with hostile(flood(200, framing, 512 * MB)) as attack:
         chat = provider(http, attack.url)
         with watched() as memory:
-            with pytest.raises(MalformedResponse, match="32 MiB"):
+            with pytest.raises(MalformedResponse, match=BOUND):
                 await chat.probe()
             await settle()
             after = memory.now_mb
@@ -363,6 +415,30 @@ async def test_a_stream_event_without_an_end_fails_at_its_bound(http: HttpClient
         with pytest.raises(MalformedResponse, match="an event over 1048576 bytes"):
             async for _ in chat.stream(HELLO):
                 pass
+
+
+@pytest.mark.parametrize(
+    "line", [pytest.param(b"data:\n", id="data:"), pytest.param(b"data\n", id="data")]
+)
+async def test_a_stream_event_of_empty_data_lines_fails_at_its_bound(
+    http: HttpClient, line: bytes
+) -> None:
+    """An event of empty data lines that never reaches its blank line (64 MiB of them) fails
+    as malformed once the newlines that join them pass the bound, instead of growing a list of
+    them for as long as the provider sends; memory stays bounded and is let go."""
+    piece = line * (64 * 1024 // len(line))
+    async with hostile(event_stream(pieces(b"", piece, 64 * MB // len(piece)))) as attack:
+        chat = provider(http, attack.url)
+        with watched() as memory:
+            with pytest.raises(MalformedResponse) as caught:
+                async for _ in chat.stream(HELLO):
+                    pass
+            await settle()
+            after = memory.now_mb
+    assert "an event over 1048576 bytes" in caught.value.message
+    assert attack.written < 16 * MB  # about 1 Mi lines: the bound, not the end
+    assert memory.peak_mb < PEAK_MB
+    assert after < AFTER_MB
 
 
 # -- connections ------------------------------------------------------------------------------

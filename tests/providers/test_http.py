@@ -273,3 +273,60 @@ async def _cancelled(task: asyncio.Task[object]) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_large_answers_within_the_bounds_are_decoded(
+    upstream: FakeUpstream, http: HttpClient
+) -> None:
+    """Answers over 1 MiB that providers do send are decoded whole, not taken for many small
+    values: 4 MiB of prose (160,000 commas in its text) and logprobs of 2,000 tokens with their
+    20 likeliest alternatives each (380,000 values in 2.7 MiB)."""
+    prose = "The quick brown fox, jumping over the lazy dog, said: " * 80_000
+    top = [{"token": " word", "logprob": -1.25, "bytes": [32, 119, 111, 114, 100]}] * 20
+    token = {"token": " word", "logprob": -0.5, "bytes": [32, 119, 111, 114, 100]}
+    logprobs = {"content": [{**token, "top_logprobs": top}] * 2_000}
+    provider = OpenAICompatProvider(deployment("openai", upstream.url), http)
+    message = {"role": "assistant", "content": prose}
+    upstream.handler = json_answer({"id": "c", "choices": [{"index": 0, "message": message}]})
+    completion = await provider.complete(HELLO)
+    assert completion["choices"][0]["message"]["content"] == prose
+    choice = {"index": 0, "message": {"role": "assistant", "content": "x"}, "logprobs": logprobs}
+    upstream.handler = json_answer({"id": "c", "choices": [choice]})
+    completion = await provider.complete(HELLO)
+    assert completion["choices"][0]["logprobs"] == logprobs
+
+
+async def test_tls_connections_are_kept_alive(
+    certificate: tuple[Path, Path], http: HttpClient
+) -> None:
+    """Over TLS (1.2 and 1.3) sequential requests reuse one connection: what a TLS session may
+    leave on an idle socket does not make the check before reuse drop it."""
+    peers: list[object] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        return web.json_response(OK)
+
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*certificate)
+        context.maximum_version = version
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", answer)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+        await site.start()
+        url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+        provider = OpenAICompatProvider(
+            deployment("openai", url, name=f"tls-{version.name}", ca_bundle=str(certificate[0])),
+            http,
+        )
+        peers.clear()
+        for number in range(4):
+            await provider.complete(HELLO)
+            if number % 2:
+                await asyncio.sleep(0.05)  # idle a while: the loop has read all it was sent
+        await runner.cleanup()
+        assert len(peers) == 4
+        assert len(set(peers)) == 1, version

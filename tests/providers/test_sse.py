@@ -148,3 +148,25 @@ def test_the_bound_does_not_depend_on_how_the_bytes_are_read() -> None:
         reads = [over[i : i + size] for i in range(0, len(over), size)]
         with pytest.raises(MalformedResponse, match="a line over 12 bytes"):
             feed_each(SSEParser(limit=12), reads)
+
+
+@pytest.mark.parametrize("line", [b"data:\n", b"data: \n", b"data\n"])
+def test_empty_data_lines_count_towards_the_event_bound(line: bytes) -> None:
+    """An event is bounded by the data it joins to, newlines included: empty data lines that
+    never reach their blank line fail at the bound like any other (each adds its newline)."""
+    parser = SSEParser(limit=1000)
+    with pytest.raises(MalformedResponse, match="an event over 1000 bytes"):
+        feed_each(parser, [line * 100] * 1000)
+    exact = SSEParser(limit=6)  # seven empty lines join to six newlines: at the bound
+    assert feed_each(exact, [line * 7 + b"\n"]) == [SSEEvent("message", "\n" * 6)]
+    with pytest.raises(MalformedResponse, match="an event over 6 bytes"):
+        feed_each(SSEParser(limit=6), [line * 8])
+
+
+def test_a_multi_line_event_is_bounded_by_its_joined_data() -> None:
+    """Lines of one event count with the newlines that join them: ``aa``, ``bb`` and ``c`` are
+    seven bytes of data, at a bound of seven; one byte more is over it."""
+    at_bound = b"data:aa\ndata:bb\ndata:c\n\n"
+    assert feed_each(SSEParser(limit=7), [at_bound]) == [SSEEvent("message", "aa\nbb\nc")]
+    with pytest.raises(MalformedResponse, match="an event over 7 bytes"):
+        feed_each(SSEParser(limit=7), [b"data:aa\ndata:bb\ndata:cc\n\n"])

@@ -623,6 +623,7 @@ class IdleCloser:
             conn.sendall(OK)
             if first:
                 self.close_now.wait(10)
+                stream.close()  # else conn.close() would wait for the file to go: after closed
                 conn.close()
                 time.sleep(0.05)  # wide margin: the close has reached the client's kernel
                 self.closed.set()
@@ -636,9 +637,10 @@ class IdleCloser:
 async def test_a_connection_closed_as_it_is_reused_sends_the_request_once_more(
     method: str,
 ) -> None:
-    """The keep-alive race: the server closes an idle kept-alive connection as a request is
-    written into it. Nothing of it was read, so it goes once more on a new connection (a POST
-    too) and is answered: the server read each request once."""
+    """The keep-alive race: the server closes an idle kept-alive connection just as a request
+    reuses it, the close not yet seen by the busy loop. The socket, asked before writing, shows
+    it: the request goes on a new connection instead (a POST too, nothing of it was sent) and is
+    answered; the server read each request once."""
     server = IdleCloser()
     head, body = (HEAD, BODY) if method == "POST" else (GET, None)
     wire = Wire()
@@ -657,3 +659,127 @@ async def test_a_connection_closed_as_it_is_reused_sends_the_request_once_more(
     finally:
         await wire.aclose()
         server.stop()
+
+
+def post(body: bytes) -> bytes:
+    """A POST head for ``body``."""
+    return b"POST /v1/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(body)
+
+
+@pytest.mark.parametrize("ending", ["reset", "end"])
+async def test_a_post_worked_on_is_not_resent_however_slow_its_connection_was_made(
+    ending: str,
+) -> None:
+    """A POST the server read and worked on (200 ms) before its kept-alive connection dropped
+    is not sent again, even when that connection took long to make (the loop was busy 400 ms
+    meanwhile, as DNS or TLS may take): it fails, and the server read it once."""
+    bodies: list[bytes] = []
+
+    async def work_then_die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            request = await read_request(reader)
+            bodies.append(request.split(b"\r\n\r\n", 1)[1])
+            if len(bodies) == 2:
+                await asyncio.sleep(0.2)  # the provider is generating ... and dies
+                if ending == "reset":
+                    writer.transport.abort()
+                return
+            writer.write(OK)
+            await writer.drain()
+
+    async with raw_server(work_then_die) as (origin, peers):
+        wire = Wire()
+        asyncio.get_running_loop().call_soon(time.sleep, 0.4)  # busy while it connects
+        response = await wire.request(origin, post(b'{"n":1}'), b'{"n":1}', silence=5)
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        with pytest.raises((BodyCut, ConnectionResetError)):
+            await wire.request(origin, post(b'{"n":2}'), b'{"n":2}', silence=5)
+        await wire.aclose()
+    assert bodies == [b'{"n":1}', b'{"n":2}']
+    assert len(peers) == 1
+
+
+CLOSE_OK = (
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 11\r\n\r\n{"ok":true}'
+)
+
+
+@pytest.mark.parametrize("freed", ["put back", "closed"])
+async def test_the_request_waiting_longest_is_served_first(freed: str) -> None:
+    """At the limit, a connection put back (or the place of one closed) goes to the request
+    that has waited longest: under a stream of newcomers, each arriving just as a connection is
+    freed, the waiting request is served next, within its wait, and then each newcomer in turn."""
+    keep = freed == "put back"
+    reads: list[bytes] = []
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            reads.append(await read_request(reader))
+            await asyncio.sleep(0.05)
+            writer.write(OK if keep else CLOSE_OK)
+            await writer.drain()
+            if not keep:
+                await reader.read()  # until the client drops it, on release
+                return
+
+    served: list[str] = []
+    async with raw_server(slow) as (origin, _):
+        wire = Wire(limit=1)
+
+        async def get(name: str, newcomers: int) -> None:
+            # 20 newcomers of 50 ms each: twice the waiting request's 0.5 s.
+            response = await wire.request(origin, GET, None, silence=5, wait=0.5)
+            assert await response.read() == b'{"ok":true}'
+            following = None
+            if newcomers:  # one arrives just as this connection is freed (a busy origin)
+                following = asyncio.ensure_future(get(f"new-{20 - newcomers}", newcomers - 1))
+            response.release()
+            served.append(name)
+            if following is not None:
+                await following
+
+        first = asyncio.ensure_future(get("first", 20))
+        for _ in range(500):  # the first request holds the only connection
+            if reads:
+                break
+            await asyncio.sleep(0.01)
+        await get("waiting", 0)
+        await first
+        await wire.aclose()
+    assert served == ["first", "waiting", *(f"new-{n}" for n in range(20))]
+
+
+async def test_a_cancelled_waiter_passes_a_freed_place_on() -> None:
+    """At the limit, the place of a connection that closed goes to the first waiting request;
+    cancelled in the same moment, it passes the place to the next one, which connects in it."""
+
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(CLOSE_OK)
+        await writer.drain()
+        await reader.read()  # until the client drops it, on release
+
+    async with raw_server(once) as (origin, peers):
+        wire = Wire(limit=1)
+        first = await wire.request(origin, HEAD, BODY, silence=5)
+        await first.read()
+
+        async def one() -> bytes:
+            response = await wire.request(origin, HEAD, BODY, silence=5)
+            body = await response.read()
+            response.release()
+            return body
+
+        woken = asyncio.create_task(one())
+        waiting = asyncio.create_task(one())
+        await asyncio.sleep(0.05)  # both wait for the limit
+        first.release()  # "Connection: close": closed, its place handed to the first waiter ...
+        woken.cancel()  # ... which is cancelled in the same tick
+        async with asyncio.timeout(3):
+            assert await waiting == b'{"ok":true}'
+        with pytest.raises(asyncio.CancelledError):
+            await woken
+        assert len(peers) == 2
+        await wire.aclose()

@@ -22,6 +22,7 @@ import uvicorn
 import yaml
 
 from failover import Gateway
+from failover.call import FinishedHook
 from failover.config import config_from_dict
 from failover.mock_upstream import MockUpstream
 from failover.server import GatewayApp, uvicorn_config
@@ -92,9 +93,12 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(config: dict[str, Any], **app_options: Any) -> AsyncIterator[Running]:
-    """Serve ``config`` on a free loopback port until the block ends (then drain and close)."""
-    app = GatewayApp(Gateway(config_from_dict(config, env={})), **app_options)
+async def running(
+    config: dict[str, Any], hook: FinishedHook | None = None, **app_options: Any
+) -> AsyncIterator[Running]:
+    """Serve ``config`` on a free loopback port until the block ends (then drain and close);
+    ``hook`` is told of each finished request (the gateway's ``on_finished``)."""
+    app = GatewayApp(Gateway(config_from_dict(config, env={}), on_finished=hook), **app_options)
     sock = bind_socket("127.0.0.1", 0)
     server = QuietServer(uvicorn_config(app, drain_seconds=5))
     task = asyncio.create_task(server.serve(sockets=[sock]))

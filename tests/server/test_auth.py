@@ -10,7 +10,6 @@ import pytest
 from pydantic import SecretStr
 
 from failover.mock_upstream import MockUpstream
-from failover.observe.records import client_key_fingerprint
 from failover.server import Authenticator, Identity, key_id
 from failover.server.auth import presented_key
 from tests.server.helpers import (
@@ -51,7 +50,8 @@ def test_key_id_is_a_short_fingerprint() -> None:
     assert fingerprint.startswith("key_")
     assert len(fingerprint) == 16
     assert CLIENT_KEY not in fingerprint
-    assert fingerprint == client_key_fingerprint(CLIENT_KEY)
+    assert fingerprint == key_id(CLIENT_KEY)
+    assert fingerprint != key_id(CLIENT_KEY + "x")
 
 
 @pytest.mark.parametrize(

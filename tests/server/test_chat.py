@@ -9,9 +9,9 @@ import aiohttp
 import openai
 import pytest
 
+from failover.call import Call
 from failover.errors import UpstreamError
 from failover.mock_upstream import MockUpstream
-from failover.server import RequestContext
 from failover.types import ChatResult
 from tests.server.helpers import CLIENT_KEY, MESSAGES, gateway_config, running, wait_for
 
@@ -21,7 +21,7 @@ Mocks = tuple[MockUpstream, MockUpstream]
 async def test_completion(mocks: Mocks) -> None:
     """A plain completion comes back with failover's headers; the client's id is kept aside."""
     main, fallback = mocks
-    seen: list[tuple[RequestContext, ChatResult | None, BaseException | None]] = []
+    seen: list[tuple[Call, ChatResult | None, BaseException | None]] = []
     config = gateway_config(main, fallback)
     async with (
         running(config, hook=lambda *args: seen.append(args)) as gw,
@@ -43,10 +43,11 @@ async def test_completion(mocks: Mocks) -> None:
     request_id = raw.headers["x-request-id"]
     assert request_id.startswith("req_")
     assert request_id != "mine-1"
-    [(context, result, error)] = seen
-    assert (context.request_id, context.client_request_id) == (request_id, "mine-1")
-    assert context.client_key_id is not None
-    assert CLIENT_KEY not in repr(context)
+    [(call, result, error)] = seen
+    assert (call.request_id, call.caller.request_id) == (request_id, "mine-1")
+    assert call.caller.key_id is not None
+    assert CLIENT_KEY not in repr(call)
+    assert CLIENT_KEY not in repr(call.caller)
     assert result is not None
     assert result.deployment == "main"
     assert error is None
@@ -149,7 +150,7 @@ async def test_stream_failing_after_first_chunk_raises(mocks: Mocks) -> None:
     """A stream cut after its first content ends with an error event: the SDK raises."""
     main, fallback = mocks
     main.set_profile(stream_cut_after=3)  # role, two words, then the connection drops
-    seen: list[tuple[RequestContext, ChatResult | None, BaseException | None]] = []
+    seen: list[tuple[Call, ChatResult | None, BaseException | None]] = []
     config = gateway_config(main, fallback)
     async with (
         running(config, hook=lambda *args: seen.append(args)) as gw,
@@ -168,8 +169,8 @@ async def test_stream_failing_after_first_chunk_raises(mocks: Mocks) -> None:
             await read()
     assert "".join(received) == "Hello from"
     assert fallback.stats.requests == 0
-    [(context, result, error)] = seen
-    assert context.stream
+    [(call, result, error)] = seen
+    assert call.stream
     assert result is None
     assert isinstance(error, UpstreamError)
 
@@ -198,7 +199,7 @@ async def test_client_disconnect_cancels_the_upstream_attempt(mocks: Mocks) -> N
     """A client that leaves mid-request cancels the attempt: the upstream sees it go."""
     main, fallback = mocks
     main.set_profile("hanging")
-    seen: list[tuple[RequestContext, ChatResult | None, BaseException | None]] = []
+    seen: list[tuple[Call, ChatResult | None, BaseException | None]] = []
     config = gateway_config(main, fallback, deadline=30, timeout=30)
     async with running(config, hook=lambda *args: seen.append(args)) as gw:
         async with aiohttp.ClientSession() as session:

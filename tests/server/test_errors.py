@@ -9,8 +9,9 @@ import aiohttp
 import openai
 import pytest
 
+from failover.errors import InvalidRequest
 from failover.mock_upstream import MockUpstream
-from failover.server.validate import InvalidRequest, parse_chat
+from failover.server.surfaces.chat_checks import parse_chat
 from tests.server.helpers import CLIENT_KEY, MESSAGES, UPSTREAM_KEY, gateway_config, running
 
 Mocks = tuple[MockUpstream, MockUpstream]

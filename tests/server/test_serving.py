@@ -142,7 +142,10 @@ async def test_two_workers_share_redis(
                 )
             )
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 15) == 0
+        code = await asyncio.wait_for(process.wait(), 15)
+        assert process.stderr is not None
+        log = (await process.stderr.read()).decode()
+        assert code == 0, log
     assert all(a.choices[0].message.content for a in answers)
     assert main.stats.requests == 8
     assert (tmp_path / "requests.db").exists()

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 
 from failover.mock_upstream import MockUpstream
-from failover.observe.store import open_store
+from failover.observe.stores import open_store
 from tests.observe.conftest import postgres_dsn  # noqa: F401 (a fixture, used by name)
 from tests.server.helpers import (
     CLIENT_KEY,
@@ -245,3 +245,119 @@ async def test_closing_the_app_cuts_what_still_runs(mocks: Mocks, tmp_path: Path
             assert row.outcome == "cancelled", seen
     finally:
         await record_store.aclose()
+
+
+_BIG_EVENT = (
+    b"data: "
+    + json.dumps(
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "x" * 8000}}],
+        }
+    ).encode()
+    + b"\n\n"
+)
+
+
+@contextlib.asynccontextmanager
+async def _fast_stream_upstream() -> AsyncIterator[str]:
+    """An OpenAI-compatible upstream that streams 8 KB chunks as fast as it may, for ever."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            while True:
+                writer.write(b"%x\r\n%b\r\n" % (len(_BIG_EVENT), _BIG_EVENT))
+                await writer.drain()
+                await asyncio.sleep(0.005)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    finally:
+        server.close()
+
+
+def _one_route(tmp_path: Path, url: str) -> Path:
+    config = {
+        "server": {"api_keys": [CLIENT_KEY]},
+        "store": {"url": f"sqlite:///{tmp_path / 'requests.db'}"},
+        "health": {"check_on_startup": False},
+        "deployments": {
+            "main": {"provider": "openai", "model": "m", "api_key": UPSTREAM_KEY, "api_base": url,
+                     "timeout": 30}
+        },
+        "routes": {"intent": {"targets": ["main"], "deadline": 60}},
+    }  # fmt: skip
+    return write_config(tmp_path, config)
+
+
+def _head(body: bytes) -> bytes:
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %b\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        % (CLIENT_KEY.encode(), len(body))
+    )
+
+
+@pytest.mark.slow
+async def test_a_slow_reader_still_gets_the_shutting_down_event(tmp_path: Path) -> None:
+    """A stream whose client has stopped reading when the drain ends gets its shutting_down
+    event once it reads again within the shutdown's wait (a second cut does not eat it)."""
+    import socket
+
+    body = json.dumps({"model": "intent", "stream": True, "messages": MESSAGES}).encode()
+    async with _fast_stream_upstream() as url, serving(_one_route(tmp_path, url)) as served:
+        port = int(served.url.rsplit(":", 1)[1])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock, limit=16384)
+        writer.write(_head(body) + body)
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        await reader.read(10000)  # the stream is under way; now the client stops reading
+        await asyncio.sleep(2.0)  # the buffers towards it fill up
+        served.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(DRAIN + 0.7)  # the drain is over: the request was cut
+        received = bytearray()
+        while data := await asyncio.wait_for(reader.read(65536), 20):
+            received += data
+        writer.close()
+        assert await asyncio.wait_for(served.process.wait(), 30) == 0
+    assert b'"code":"shutting_down"' in received
+    assert received.endswith(b"0\r\n\r\n")  # the answer ended properly, not cut
+
+
+async def test_a_request_still_uploading_at_shutdown_is_answered_503(tmp_path: Path) -> None:
+    """A request whose body is still coming when the drain ends is answered 503
+    shutting_down, not a 500."""
+    body = json.dumps({"model": "intent", "messages": MESSAGES}).encode()
+    async with _fast_stream_upstream() as url, serving(_one_route(tmp_path, url)) as served:
+        port = int(served.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_head(body) + body[:10])  # the rest never comes
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        served.process.send_signal(signal.SIGTERM)
+        answer = await asyncio.wait_for(reader.read(), 15)
+        writer.close()
+        assert await asyncio.wait_for(served.process.wait(), 30) == 0
+        log = (await served.log).decode()
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+    assert b'"code":"shutting_down"' in answer
+    assert "Traceback" not in log

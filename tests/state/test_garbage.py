@@ -7,7 +7,8 @@ is not a hash), with no TTL, then runs requests through :class:`RedisHealth` on 
 (this test's own key prefix; time moved by a ``ManualClock``). The deployment must be admitted at
 once, the backend must stay shared (not degraded), and after every operation every key under the
 prefix must have a TTL. A differential test checks that the Python reading of a stored record and
-the Lua scripts' agree on what is plausible.
+the Lua scripts' agree on what is plausible; neither asks this gateway's config (a lease or break
+longer than its own settings give is another gateway's valid record: test_mixed_configs.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from failover.clock import ManualClock
 from failover.config import DeploymentConfig, HealthConfig
 from failover.errors import ErrorClass
 from failover.health.base import DeploymentState, Plan, Report
-from failover.health.machine import BreakerPolicy
+from failover.health.machine import MAX_AHEAD, MAX_FAILURES, MAX_WAIT, BreakerPolicy
 from failover.state import RedisHealth, RedisHealthStore
 
 pytestmark = pytest.mark.services
@@ -37,18 +38,22 @@ DEPLOYMENTS = {
 POLICY = BreakerPolicy.from_config(CONFIG, DEPLOYMENTS["main"])
 _names = itertools.count()
 
-# The cases: the hash's fields, with "{past}" and "{soon}" standing for Redis' now - 10 and + 5.
+# The cases: the hash's fields, with "{past}" and "{soon}" standing for Redis' now - 10 and + 5,
+# "{beyond}" for a moment further ahead than any config's wait (now + MAX_AHEAD + 100).
 OPEN_PAST = {"state": "circuit_open", "failures": "5", "until": "{past}", "break": "30"}
 GARBAGE: dict[str, dict[str, str]] = {
     "probe-nan": {**OPEN_PAST, "probe": "nan"},
     "probe-inf": {**OPEN_PAST, "probe": "inf"},
     "probe-far-ahead": {**OPEN_PAST, "probe": "1e12"},
+    "probe-beyond-the-cap": {**OPEN_PAST, "probe": "{beyond}"},
+    "until-beyond-the-cap": {**OPEN_PAST, "until": "{beyond}"},
     "until-1e300": {**OPEN_PAST, "until": "1e300"},
     "until-inf": {**OPEN_PAST, "until": "inf"},
     "until-nan": {**OPEN_PAST, "until": "nan"},
     "until-hex": {**OPEN_PAST, "until": "0x10"},
     "break-1e300": {"state": "available", "failures": "0", "until": "0", "break": "1e300"},
     "break-negative": {"state": "available", "failures": "0", "until": "0", "break": "-1"},
+    "break-beyond-the-cap": {**OPEN_PAST, "break": repr(MAX_WAIT + 1)},
     "failures-negative": {"state": "available", "failures": "-1", "until": "0", "break": "0"},
     "failures-1e300": {"state": "available", "failures": "1e300", "until": "0", "break": "0"},
     "failures-text": {"state": "available", "failures": "many", "until": "0", "break": "0"},
@@ -69,7 +74,10 @@ async def raw(url: str) -> redis.Redis:
 
 async def write(url: str, key: str, fields: dict[str, str], now: float) -> None:
     """HSET ``fields`` (times filled in) under ``key`` as a foreign writer would: no TTL."""
-    values = {k: v.format(past=repr(now - 10), soon=repr(now + 5)) for k, v in fields.items()}
+    values = {
+        k: v.format(past=repr(now - 10), soon=repr(now + 5), beyond=repr(now + MAX_AHEAD + 100))
+        for k, v in fields.items()
+    }
     client = await raw(url)
     try:
         await client.delete(key)
@@ -221,6 +229,83 @@ async def test_a_foreign_record_is_logged_once_and_escaped(
     assert "\\x1b" in line
 
 
+# Records this test's POLICY (breaks up to 120 s, a 10 s lease) would never write, but another
+# valid config would; "{long}" is now + 3600, "{day}" now + MAX_WAIT.
+OTHER_CONFIGS: dict[str, dict[str, str]] = {
+    "lease-an-hour": {**OPEN_PAST, "probe": "{long}"},
+    "lease-a-day": {**OPEN_PAST, "probe": "{day}"},
+    "break-a-day": {**OPEN_PAST, "until": "{day}", "break": repr(MAX_WAIT)},
+    "break-600": {**OPEN_PAST, "until": "{long}", "break": "600"},
+}
+
+
+@pytest.mark.parametrize("fields", list(OTHER_CONFIGS.values()), ids=list(OTHER_CONFIGS))
+async def test_records_of_other_configs_are_honoured(
+    redis_url: str, redis_prefix: str, fields: dict[str, str]
+) -> None:
+    """A lease or a break longer than this gateway's settings give is read as it is stored
+    (Python) and kept by ADMIT and REPORT (Lua): no reset, no admission past it."""
+    store = RedisHealthStore(redis_url, key_prefix=redis_prefix, timeout=2.0)
+    key = store.key("main")
+    try:
+        now, _ = await store.read(["main"])
+        values = {
+            k: v.format(past=repr(now - 10), long=repr(now + 3600), day=repr(now + MAX_WAIT))
+            for k, v in fields.items()
+        }
+        client = await raw(redis_url)
+        try:
+            await client.hset(key, mapping=values)  # type: ignore[arg-type]
+        finally:
+            await client.aclose()
+        _, (record,) = await store.read(["main"])
+        assert "main" not in store.invalid
+        assert record.state is DeploymentState.CIRCUIT_OPEN
+        assert record.failures == 5
+        admitted = await store.admit("main", POLICY, early=False)
+        assert not admitted.admitted
+        assert not admitted.reset
+        assert admitted.record == record
+        reported = await store.report("main", POLICY, Report(cancelled=True), lease=None)
+        assert not reported.reset
+        assert reported.record == record
+    finally:
+        await store.aclose()
+    assert await assert_every_key_expires(redis_url, redis_prefix) == 1
+
+
+async def test_the_failure_count_stops_at_its_cap_in_lua(redis_url: str, redis_prefix: str) -> None:
+    """Failures reported on a record already at MAX_FAILURES leave the count there, as the machine
+    does, so the script never writes a record that it or the next reader would reset."""
+    store = RedisHealthStore(redis_url, key_prefix=redis_prefix, timeout=2.0)
+    fields = {"state": "available", "failures": str(MAX_FAILURES), "until": "0", "break": "0"}
+    client = await raw(redis_url)
+    try:
+        await client.hset(store.key("main"), mapping=fields)  # type: ignore[arg-type]
+    finally:
+        await client.aclose()
+    try:
+        for _ in range(2):
+            answer = await store.report("main", POLICY, Report(ErrorClass.TIMEOUT), lease=None)
+            assert not answer.reset
+            assert answer.record.failures == MAX_FAILURES
+            assert answer.record.state is DeploymentState.CIRCUIT_OPEN
+        _, (record,) = await store.read(["main"])
+        assert record == answer.record
+        assert "main" not in store.invalid
+    finally:
+        await store.aclose()
+
+
+# Stored values for the differential test; "{in}" and "{out}" stand for just inside and just
+# outside MAX_AHEAD from Redis' now, "{long}" for a lease longer than POLICY's (another config's).
+UNTILS = (None, "0", "{past}", "{soon}", "{in}", "{out}", "{far}", "-1", "inf", "-inf", "nan")
+UNTILS += ("0x10", " 5", "1e")
+BREAKS = (None, "0", "30", "120", "121", "86400", "86401", "-0", ".5", "5.", "+5", "!")
+PROBES = (None, "", "{past}", "{soon}", "{long}", "{in}", "{out}", "{far}", "nan", "-nan", "-1")
+PROBES += ("1e400",)
+
+
 @settings(
     max_examples=300,
     deadline=None,
@@ -231,11 +316,9 @@ async def test_a_foreign_record_is_logged_once_and_escaped(
         [None, "available", "rate_limited", "circuit_open", "half_open", "not_configured", "x"]
     ),
     failures=st.sampled_from([None, "0", "3", "3.0", "3.5", "-1", "1e300", "nan", "1_0", ""]),
-    until=st.sampled_from(
-        [None, "0", "{past}", "{soon}", "{far}", "-1", "inf", "-inf", "nan", "0x10", " 5", "1e"]
-    ),
-    break_seconds=st.sampled_from([None, "0", "30", "120", "121", "-0", ".5", "5.", "+5", "!"]),
-    probe=st.sampled_from([None, "", "{past}", "{soon}", "{far}", "nan", "-nan", "-1", "1e400"]),
+    until=st.sampled_from(UNTILS),
+    break_seconds=st.sampled_from(BREAKS),
+    probe=st.sampled_from(PROBES),
     error=st.sampled_from([None, "", "timeout", "auth", "quota", "TIMEOUT", "a b", "\x1b[2J"]),
 )
 async def test_python_and_lua_agree_on_what_is_plausible(
@@ -253,7 +336,6 @@ async def test_python_and_lua_agree_on_what_is_plausible(
     store = RedisHealthStore(redis_url, key_prefix=redis_prefix, timeout=2.0)
     name = f"d{next(_names)}"
     key = store.key(name)
-    policies = {name: POLICY}
     named = {
         "state": state,
         "failures": failures,
@@ -264,10 +346,16 @@ async def test_python_and_lua_agree_on_what_is_plausible(
     }
     fields = {k: v for k, v in named.items() if v is not None}
     try:
-        now, _ = await store.read([name], policies)
+        now, _ = await store.read([name])
         if fields:
             values = {
-                k: v.format(past=repr(now - 100), soon=repr(now + 5), far=repr(now + 1e7))
+                k: v.format(
+                    past=repr(now - 100),
+                    soon=repr(now + 5),
+                    long=repr(now + 3600),  # a lease of an hour: POLICY's lasts 10 s
+                    far=repr(now + 1e7),
+                    **{"in": repr(now + MAX_AHEAD - 100), "out": repr(now + MAX_AHEAD + 100)},
+                )
                 for k, v in fields.items()
             }
             client = await raw(redis_url)
@@ -275,7 +363,7 @@ async def test_python_and_lua_agree_on_what_is_plausible(
                 await client.hset(key, mapping=values)  # type: ignore[arg-type]
             finally:
                 await client.aclose()
-        await store.read([name], policies)
+        await store.read([name])
         python_says_absent = name in store.invalid
         answer = await store.admit(name, POLICY, early=False)
         assert answer.reset == python_says_absent, fields

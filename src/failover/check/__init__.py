@@ -13,37 +13,21 @@
 """
 
 from failover.check.command import check_command, status_command
-from failover.check.probe import (
-    DEFAULT_CHECK_TIMEOUT,
-    CheckRow,
-    Reachability,
-    check_deployments,
-    unreachable_routes,
-)
-from failover.check.render import check_lines, check_table, route_lines, status_table
-from failover.check.source import DEFAULT_CONFIG_FILE, resolve_config
+from failover.check.probe import CheckRow, Reachability, check_deployments, unreachable_routes
+from failover.check.render import check_lines, check_table, status_table
+from failover.check.source import resolve_config
 from failover.check.startup import run_startup_check
-from failover.check.status import (
-    DEFAULT_GATEWAY_URL,
-    StatusUnavailable,
-    fetch_status,
-    status_url,
-)
+from failover.check.status import fetch_status, status_url
 
 __all__ = [
-    "DEFAULT_CHECK_TIMEOUT",
-    "DEFAULT_CONFIG_FILE",
-    "DEFAULT_GATEWAY_URL",
     "CheckRow",
     "Reachability",
-    "StatusUnavailable",
     "check_command",
     "check_deployments",
     "check_lines",
     "check_table",
     "fetch_status",
     "resolve_config",
-    "route_lines",
     "run_startup_check",
     "status_command",
     "status_table",

@@ -1,6 +1,6 @@
 """Which config a command runs on: ``--config``, else ``./failover.yaml``, else the environment.
 
-This is the resolution SPEC gives ``failover serve``; ``failover check`` uses the same, so that
+This is the resolution of ``failover serve``; ``failover check`` uses the same, so that
 checking answers for exactly what serving would run.
 """
 

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from failover.errors import FailoverError
+from failover.errors import StatusUnavailable
 from failover.providers.redact import Redactor
 
 __all__ = ["DEFAULT_GATEWAY_URL", "StatusUnavailable", "fetch_status", "status_url"]
@@ -21,10 +21,6 @@ __all__ = ["DEFAULT_GATEWAY_URL", "StatusUnavailable", "fetch_status", "status_u
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:4000"
 
 _MAX_BODY = 4 * 1024 * 1024
-
-
-class StatusUnavailable(FailoverError):
-    """The gateway's status could not be read; the message says why."""
 
 
 def status_url(url: str) -> URL:

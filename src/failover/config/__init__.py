@@ -1,4 +1,4 @@
-"""Typed, frozen configuration: SPEC.md's config file, loaded once into frozen models.
+"""Typed, frozen configuration: the config file, loaded once into frozen models.
 
 Three ways in, one result (:class:`Config`), one error type (:class:`~failover.errors.ConfigError`):
 
@@ -39,9 +39,7 @@ The modules, from the bottom up:
 - ``zero``: the zero-config mode.
 """
 
-from failover.config.base import NonNegativeSeconds as NonNegativeSeconds
-from failover.config.base import PositiveSeconds as PositiveSeconds
-from failover.config.deployment import DEFAULT_API_BASES, DeploymentConfig, Price, Provider
+from failover.config.deployment import DeploymentConfig, Price, Provider
 from failover.config.env import read_dotenv
 from failover.config.load import config_from_dict, load_config
 from failover.config.root import Config
@@ -52,16 +50,13 @@ from failover.config.sections import (
     HealthConfig,
     RateLimit,
     RateLimitsConfig,
-    ServerConfig,
     StateConfig,
     StoreConfig,
     TelemetryConfig,
 )
-from failover.config.zero import ZERO_CONFIG_ROUTE, config_from_env
+from failover.config.zero import config_from_env
 
 __all__ = [
-    "DEFAULT_API_BASES",
-    "ZERO_CONFIG_ROUTE",
     "AlertConfig",
     "AlertLevel",
     "Config",
@@ -74,7 +69,6 @@ __all__ = [
     "RetryBudgetConfig",
     "RetryConfig",
     "RouteConfig",
-    "ServerConfig",
     "StateConfig",
     "StoreConfig",
     "TelemetryConfig",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import (
     Field,
@@ -89,6 +89,13 @@ class DeploymentConfig(FrozenModel):
     price: Price = Field(default_factory=Price)
     verify_tls: bool = True
     ca_bundle: str | None = None
+    kind: Literal["chat", "embeddings"] = "chat"
+    """What the deployment serves: chat (every chat-like surface) or embeddings."""
+    space: str | None = None
+    """An embeddings deployment's vector space (default: its ``model``): a route's embeddings
+    targets must share one, so that a fallback never mixes vectors of two spaces."""
+    api: Literal["chat", "responses"] = "chat"
+    """For ``provider: openai``: the endpoint called, Chat Completions or the Responses API."""
 
     _key_problem: str | None = PrivateAttr(default=None)
 
@@ -131,6 +138,19 @@ class DeploymentConfig(FrozenModel):
         if self.api_base is None and self.provider is Provider.OPENAI_COMPATIBLE:
             raise Problems.at("api_base", "provider 'openai-compatible' needs an api_base")
         return self
+
+    @model_validator(mode="after")
+    def _api_and_space(self) -> Self:
+        if self.api == "responses" and self.provider is not Provider.OPENAI:
+            raise Problems.at("api", "'responses' is the API of provider 'openai' only")
+        if self.space is not None and self.kind != "embeddings":
+            raise Problems.at("space", "only an embeddings deployment (kind: embeddings) has one")
+        return self
+
+    @property
+    def vector_space(self) -> str:
+        """The space of an embeddings deployment's vectors: ``space``, else its ``model``."""
+        return self.space or self.model
 
     @property
     def base_url(self) -> str:

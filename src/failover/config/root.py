@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 from failover.config.base import FrozenModel, KeyPath, Problems
 from failover.config.deployment import DeploymentConfig
 from failover.config.report import config_error, validation_problems
-from failover.config.route import RouteConfig, target_problems
+from failover.config.route import RouteConfig, kind_problems, target_problems
 from failover.config.sections import (
     AlertConfig,
     HealthConfig,
@@ -65,6 +65,7 @@ class Config(FrozenModel):
                         ((section, key, "name"), f"must match its key {key!r} (or be left out)")
                     )
         problems += target_problems(self.deployments, self.routes)
+        problems += kind_problems(self.deployments, self.routes)
         if problems:
             raise Problems(problems)
         return self

@@ -144,3 +144,42 @@ def target_problems(
                 problems.append((path, message))
             seen.add(target)
     return problems
+
+
+def kind_problems(
+    deployments: Mapping[str, Any], routes: Mapping[str, RouteConfig]
+) -> list[tuple[KeyPath, str]]:
+    """Routes that mix chat and embeddings deployments, embeddings routes whose targets' vectors
+    are of different spaces (a fallback would answer vectors that cannot be compared with the
+    primary's), and embeddings routes with a default response (no vector can stand in for one).
+    """
+    problems: list[tuple[KeyPath, str]] = []
+    for name, route in routes.items():
+        targets = [deployments[t] for t in route.targets if t in deployments]
+        kinds = sorted({t.kind for t in targets})
+        if len(kinds) > 1:
+            listed = "; ".join(
+                f"{kind}: {', '.join(t.name for t in targets if t.kind == kind)}" for kind in kinds
+            )
+            problems.append((("routes", name, "targets"), f"mixes kinds of deployment ({listed})"))
+            continue
+        if kinds != ["embeddings"]:
+            continue
+        spaces = sorted({t.vector_space for t in targets})
+        if len(spaces) > 1:
+            listed = "; ".join(
+                f"{space}: {', '.join(t.name for t in targets if t.vector_space == space)}"
+                for space in spaces
+            )
+            problems.append(
+                (
+                    ("routes", name, "targets"),
+                    f"embeddings of different spaces ({listed}): set the same 'space' on "
+                    "deployments whose vectors are interchangeable",
+                )
+            )
+        if route.default_response is not None:
+            problems.append(
+                (("routes", name, "default_response"), "an embeddings route has no default")
+            )
+    return problems

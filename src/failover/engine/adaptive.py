@@ -4,7 +4,8 @@ This is The Tail at Scale's recipe (Dean and Barroso, 2013): a request sent agai
 copy has taken longer than the 95th percentile cut Google's 99.9th percentile from 1,800 ms to
 74 ms for 2% more requests. The delay is read per deployment from the health state's recent
 latencies (:class:`~failover.health.base.LatencyStats`) when the attempt starts, and clamped to
-the route's ``hedge_bounds``; the retry budget still caps how many hedges start.
+the bounds of the route's :class:`~failover.engine.route.HedgePolicy`; the retry budget still
+caps how many hedges start.
 
 Two things keep the estimate honest while hedging cuts the tail short:
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from failover.clock import Clock
+from failover.engine.route import HedgePolicy
 from failover.health.base import LatencyStats
 
 __all__ = ["AUTO_QUANTILE", "MIN_SAMPLES", "HedgeDelays"]
@@ -42,20 +43,20 @@ class HedgeDelays:
     """The attempts running now, per deployment, and the delay ``hedge_after: auto`` waits.
 
     ``stats`` is the health backend when it keeps latencies, else None (every delay is then the
-    cold-start one). The engine calls :meth:`started` and :meth:`ended` around every attempt.
+    cold-start one). The engine calls :meth:`started` and :meth:`ended` around every attempt;
+    times are the event loop's, given by the caller.
 
-    >>> from failover.clock import ManualClock
-    >>> delays = HedgeDelays(None, ManualClock())
+    >>> from failover.engine.route import HedgeMode, HedgePolicy
+    >>> delays = HedgeDelays(None)
     >>> delays.started("gpt", "attempt-1", 0.0)
-    >>> delays.delay("gpt", (0.2, 10.0)), delays
+    >>> delays.delay("gpt", HedgePolicy(HedgeMode.AUTO, 10.0, (0.2, 10.0)), 1.0), delays
     (10.0, <HedgeDelays running=1>)
     """
 
-    __slots__ = ("_clock", "_running", "_stats")
+    __slots__ = ("_running", "_stats")
 
-    def __init__(self, stats: LatencyStats | None, clock: Clock) -> None:
+    def __init__(self, stats: LatencyStats | None) -> None:
         self._stats = stats
-        self._clock = clock
         self._running: dict[str, dict[Hashable, float]] = {}
 
     def started(self, deployment: str, attempt: Hashable, at: float) -> None:
@@ -71,19 +72,22 @@ class HedgeDelays:
         if running is not None:
             running.pop(attempt, None)
 
-    def delay(self, deployment: str, bounds: tuple[float, float]) -> float:
-        """Seconds an attempt of ``deployment`` starting now may run before the next is hedged."""
+    def delay(self, deployment: str, policy: HedgePolicy, now: float) -> float:
+        """Seconds an attempt of ``deployment`` starting at ``now`` may run before the next is
+        hedged, under the ``auto`` ``policy``: its bounds, and its cold-start delay."""
+        bounds, cold = policy.bounds, policy.delay
+        if bounds is None or cold is None:
+            raise ValueError(f"{policy!r} is not adaptive")
         low, high = bounds
         if self._stats is None:
-            return high
-        now = self._clock.now()
+            return cold
         starts = self._running.get(deployment)
         running = [now - at for at in starts.values()] if starts else ()
         p95 = self._stats.latency_quantile(
             deployment, AUTO_QUANTILE, running=running, min_samples=MIN_SAMPLES
         )
         if p95 is None:
-            return high
+            return cold
         return min(high, max(low, p95))
 
     def __len__(self) -> int:

@@ -2,7 +2,7 @@
 
 What the call does is a :class:`Work`: a completion (:data:`COMPLETE`), or a stream opened up to
 its commit (:mod:`failover.engine.streaming`). Whatever ends the attempt, :meth:`Attempt.execute`
-completes its record and tells health exactly once (SPEC rule 7):
+completes its record and tells health exactly once (rule 7):
 
 - the upstream answered: success, reported as such;
 - the upstream failed, or the deployment's own ``timeout`` passed: reported with its class;
@@ -12,20 +12,25 @@ completes its record and tells health exactly once (SPEC rule 7):
 - failover ended it (another attempt won, the deadline, the client left) or a bug interrupted
   it: ``cancelled``, which changes no health and only frees a half-open probe lease.
 
-The first success of a request claims its win. An attempt that ends after the win (a loser running
-on in the background) is recorded as ``lost_completed`` or ``lost_failed``, and a value it produced
-is discarded (a stream is closed).
+The first success of a request claims its win (``run.won``, its value in ``run.value``). An attempt
+that ends after the win (a loser running on in the background) is recorded as ``lost_completed`` or
+``lost_failed``, and a value it produced is discarded (a stream is closed).
+
+Attempts start through :func:`admit`, which asks health and counts the retry budget. This module
+depends on :mod:`~failover.engine.run`, never the reverse: the run holds records and the win's
+value, not attempts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from failover.engine.events import EventKind
 from failover.engine.expiry import Expiry
 from failover.engine.route import Target
+from failover.engine.run import RequestRun
 from failover.errors import (
     ConnectionUnavailable,
     DeadlineExceeded,
@@ -36,10 +41,7 @@ from failover.health.base import Admission, Report
 from failover.providers.base import ChatProvider
 from failover.types import AttemptOutcome, AttemptRecord, ChatRequest, Completion
 
-if TYPE_CHECKING:
-    from failover.engine.run import RequestRun
-
-__all__ = ["COMPLETE", "Attempt", "CompleteWork", "Work"]
+__all__ = ["COMPLETE", "Attempt", "CompleteWork", "Work", "admit"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,23 @@ class CompleteWork:
 COMPLETE = CompleteWork()
 
 
+async def admit(run: RequestRun, target: Target, *, retry: int, hedge: bool) -> Attempt[Any] | None:
+    """Start an attempt of ``target`` in ``run`` if health admits it now; None when it does not.
+
+    Counts the attempt in the route's retry budget: a retry or a hedge as extra, anything else
+    (the first attempt of a target) as first.
+    """
+    admission = await run.health.admit(target.name, probe=run.probing)
+    if admission is None:
+        return None
+    attempt: Attempt[Any] = Attempt(run, target, admission, retry=retry, hedge=hedge)
+    if retry or hedge:
+        run.route.budget.record_extra(attempt.started)
+    else:
+        run.route.budget.record_first(attempt.started)
+    return attempt
+
+
 class Attempt(Generic[T]):
     """One call to one deployment within a request; its record is created (and the
     ``attempt_started`` event emitted) with it.
@@ -94,7 +113,7 @@ class Attempt(Generic[T]):
         self.run = run
         self.target = target
         self.admission = admission
-        self.started = run.clock.now()
+        self.started = run.loop.time()
         self.won = False
         self.value: T | None = None
         self.error: UpstreamError | None = None
@@ -137,11 +156,14 @@ class Attempt(Generic[T]):
         except UpstreamError as error:
             await self._failed(error)
             raise
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
             if not expired:
                 # Cancelled by failover (another attempt won, the client left) or the caller.
                 await self._abandoned()
                 raise
+            # The timer's cancellation becomes the context of what is raised instead: its
+            # traceback would keep the provider's frames (a parser, a buffer) alive with it.
+            cancelled.__traceback__ = None
             if deadline_first:
                 await self._abandoned()
                 raise DeadlineExceeded(self.run.route.name, self.run.route.deadline) from None
@@ -166,6 +188,7 @@ class Attempt(Generic[T]):
         record.outcome = error.error_class.value
         record.error_class = error.error_class.value
         record.status = error.status
+        _forget_frames(error)
         self.run.emit(
             EventKind.STREAM_FAILED, deployment=self.target.name, attempt=record, error=error
         )
@@ -180,7 +203,7 @@ class Attempt(Generic[T]):
         run = self.run
         if not run.won:
             run.won = True
-            run.winner = self
+            run.value = value
             self.won = True
             self.value = value
             record.outcome = AttemptOutcome.SUCCESS.value
@@ -188,7 +211,7 @@ class Attempt(Generic[T]):
             record.outcome = AttemptOutcome.LOST_COMPLETED.value
         run.emit(EventKind.ATTEMPT_ENDED, deployment=self.target.name, attempt=record)
         try:
-            await self._report(Report(latency=self.run.clock.now() - self.started))
+            await self._report(Report(latency=self.run.loop.time() - self.started))
         finally:
             if not self.won:
                 await work.discard(value)
@@ -215,22 +238,22 @@ class Attempt(Generic[T]):
         record.outcome = AttemptOutcome.CANCELLED.value
         self.run.emit(EventKind.ATTEMPT_ENDED, deployment=self.target.name, attempt=record)
         await self._report(
-            Report(latency=self.run.clock.now() - self.started, cancelled=True),
+            Report(latency=self.run.loop.time() - self.started, cancelled=True),
         )
 
     def _end(self) -> AttemptRecord:
-        self.record.end = self.run.offset(self.run.clock.now())
+        self.record.end = self.run.offset(self.run.loop.time())
         self.run.delays.ended(self.target.name, self)
         return self.record
 
     def _failure_report(self, error: UpstreamError) -> Report:
         if isinstance(error, ConnectionUnavailable):
             # Failover's own pool gave up before the upstream was asked (rule 7): no health.
-            return Report(latency=self.run.clock.now() - self.started, cancelled=True)
+            return Report(latency=self.run.loop.time() - self.started, cancelled=True)
         return Report(
             error_class=error.error_class,
             retry_after=error.retry_after,
-            latency=self.run.clock.now() - self.started,
+            latency=self.run.loop.time() - self.started,
         )
 
     async def _report(self, report: Report) -> None:
@@ -248,5 +271,11 @@ def _forget_frames(error: UpstreamError) -> None:
     """Drop the traceback of a failure the run keeps (``run.errors``, ``Attempt.error``): the run
     and the engine's frames refer to each other through it, a cycle only a full collection frees,
     and the traceback would keep the provider's frames in it too, with what they held (a whole
-    answer's decoded payload). Nobody is shown it: an upstream failure is an outcome, not a bug."""
-    error.__traceback__ = None
+    answer's decoded payload). Nobody is shown it: an upstream failure is an outcome, not a bug.
+    The exceptions it was raised from (its cause and context) let go of theirs too."""
+    seen: BaseException | None = error
+    for _ in range(16):  # a chain is short; a bound keeps a cycle in one from looping
+        if seen is None:
+            return
+        seen.__traceback__ = None
+        seen = seen.__cause__ or seen.__context__

@@ -1,4 +1,4 @@
-"""The resilience engine: one request's life over a route (SPEC.md, "Semantics of one request").
+"""The resilience engine: one request's life over a route (docs/semantics.md).
 
 :class:`Engine` is built once per gateway. For each request it asks health which targets may be
 tried (rule 1), runs them sequentially (rule 2, :mod:`~failover.engine.sequential`) or hedged
@@ -13,6 +13,16 @@ error. What failed is told apart here:
   traceback, then the default response, else the exception itself.
 
 The caller's cancellation (rule 6) cancels every attempt and propagates; no default is made up.
+
+Whatever the outcome, the request's attempt records are one list, filled in place as attempts
+start and end (a background loser completes its record after the answer): the caller may pass its
+own (``attempts=``) and keep it whatever is raised; the result, the stream and the two errors above
+carry that same list as ``attempts``.
+
+Time is the running event loop's (``loop.time()``, ``loop.call_at``, ``asyncio.sleep``): every
+timeout, hedge, backoff and deadline is a loop timer, so there is no clock to pass. Tests inject
+time by running the engine on a :class:`~failover.clock.VirtualTimeLoop`, where virtual seconds
+pass in no real time and timers fire exactly when due.
 """
 
 from __future__ import annotations
@@ -24,7 +34,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from failover.clock import Clock, LoopClock
 from failover.config import DeploymentConfig, RouteConfig
 from failover.engine.adaptive import HedgeDelays
 from failover.engine.attempt import COMPLETE, Attempt, Work
@@ -46,7 +55,7 @@ from failover.errors import (
 )
 from failover.health.base import Health, LatencyStats
 from failover.providers.base import ChatProvider
-from failover.types import ChatRequest, ChatResult, Usage
+from failover.types import AttemptRecord, ChatRequest, ChatResult, Usage
 
 __all__ = ["Engine"]
 
@@ -58,16 +67,20 @@ T = TypeVar("T")
 class Engine:
     """Runs requests over routes: failover, retries, hedging, deadline, losers, default.
 
-    ``providers`` and ``deployments`` are keyed by deployment name. ``clock`` must tell the event
-    loop's time (:class:`~failover.clock.LoopClock`, the default; tests run it on a
-    :class:`~failover.clock.VirtualTimeLoop`), because timeouts are the loop's. ``rng`` draws the
+    ``providers`` and ``deployments`` are keyed by deployment name. Its time is the running
+    event loop's (tests run it on a :class:`~failover.clock.VirtualTimeLoop`). ``rng`` draws the
     retry jitter; ``observer`` receives the :mod:`~failover.engine.events`; ``max_background``
     bounds the losers kept running after their answer; ``wall_clock`` dates default responses.
 
     ::
 
         engine = Engine(providers, deployments, health, observer=metrics)
-        result = await engine.chat(route, ChatRequest(messages), request_id="req-1")
+        attempts: list[AttemptRecord] = []
+        try:
+            result = await engine.chat(route, ChatRequest(messages), request_id="req-1",
+                                       attempts=attempts)
+        except AllTargetsFailed as failed:
+            assert failed.attempts is attempts
         async with await engine.open_stream(route, request, request_id="req-2") as stream:
             async for chunk in stream:
                 ...
@@ -80,7 +93,6 @@ class Engine:
         deployments: Mapping[str, DeploymentConfig],
         health: Health,
         *,
-        clock: Clock | None = None,
         rng: random.Random | None = None,
         observer: Observer | None = None,
         max_background: int = 1000,
@@ -89,14 +101,13 @@ class Engine:
         self._providers = providers
         self._deployments = deployments
         self._health = health
-        self._clock: Clock = clock if clock is not None else LoopClock()
         self._rng = rng if rng is not None else random.Random()
         self._observer = observer
         self._losers = LoserPool(max_background)
         self._wall_clock = wall_clock
         self._routes: dict[str, RoutePlan] = {}
         stats = health if isinstance(health, LatencyStats) else None
-        self._delays = HedgeDelays(stats, self._clock)
+        self._delays = HedgeDelays(stats)
 
     @property
     def background(self) -> LoserPool:
@@ -116,21 +127,27 @@ class Engine:
         return plan
 
     async def chat(
-        self, route: RouteConfig, request: ChatRequest, *, request_id: str
+        self,
+        route: RouteConfig,
+        request: ChatRequest,
+        *,
+        request_id: str,
+        attempts: list[AttemptRecord] | None = None,
     ) -> ChatResult:
         """Answer ``request`` over ``route``: the winner's completion, or the default response.
 
         Raises the first :class:`~failover.errors.UpstreamError` of class ``bad_request`` (rule 9),
         :class:`~failover.errors.NoTargetAvailable`, or :class:`~failover.errors.AllTargetsFailed`
-        when the route has no default; :func:`~failover.engine.failure_status` maps them to HTTP.
+        when the route has no default; :func:`~failover.errors.failure_of` says what they amount to.
+        ``attempts``, when given, is the list the attempt records go in (the result's and the
+        errors' ``attempts`` are then that list): the caller has them whatever happens.
         """
-        run = self._new_run(route, request, request_id)
+        run = self._new_run(route, request, request_id, attempts)
         try:
             winner = await self._race(run, COMPLETE)
         except Exception as bug:
             self._give_up_on_bug(run, bug)
             return self._default_result(run)
-        run.release()
         if winner is not None and winner.value is not None:
             completion = winner.value
             return ChatResult(
@@ -145,15 +162,21 @@ class Engine:
         return self._default_result(run)
 
     async def open_stream(
-        self, route: RouteConfig, request: ChatRequest, *, request_id: str
+        self,
+        route: RouteConfig,
+        request: ChatRequest,
+        *,
+        request_id: str,
+        attempts: list[AttemptRecord] | None = None,
     ) -> CommittedStream:
         """Open a stream over ``route``; returns at its commit (rule 8), raises like :meth:`chat`.
 
         Before the commit failover and hedging work as for :meth:`chat`; the stream returned
         replays the chunks held until then. With the default response it is a short stream of it
-        (``degraded``).
+        (``degraded``). ``attempts`` is as for :meth:`chat` (the winner's record ends when the
+        stream does).
         """
-        run = self._new_run(route, request, request_id)
+        run = self._new_run(route, request, request_id, attempts)
         try:
             winner = await self._race(run, STREAM)
         except asyncio.CancelledError:
@@ -163,7 +186,6 @@ class Engine:
             await self._discard_win(run)
             self._give_up_on_bug(run, bug)
             return self._default_stream(run)
-        run.release()
         if winner is not None and winner.value is not None:
             opened = winner.value
             return CommittedStream(
@@ -181,17 +203,23 @@ class Engine:
         but keep no loser)."""
         await self._losers.aclose()
 
-    def _new_run(self, route: RouteConfig, request: ChatRequest, request_id: str) -> RequestRun:
+    def _new_run(
+        self,
+        route: RouteConfig,
+        request: ChatRequest,
+        request_id: str,
+        attempts: list[AttemptRecord] | None,
+    ) -> RequestRun:
         return RequestRun(
             self.prepare(route),
             request,
             request_id,
-            clock=self._clock,
             health=self._health,
             rng=self._rng,
             observer=self._observer,
             losers=self._losers,
             delays=self._delays,
+            records=attempts,
         )
 
     async def _race(self, run: RequestRun, work: Work[T]) -> Attempt[T] | None:
@@ -208,7 +236,7 @@ class Engine:
             run.probing = True
         else:
             return None
-        if route.hedge_after is None:
+        if route.hedge.delay is None:
             return await run_sequential(run, targets, work)
         return await run_hedged(run, targets, work)
 
@@ -218,11 +246,13 @@ class Engine:
             return run.bad_request
         name = run.route.name
         if not run.records and not run.deadline_passed:
-            return NoTargetAvailable(name, run.retry_after)
+            return NoTargetAvailable(name, run.retry_after, attempts=run.records)
         errors: list[UpstreamError | RejectedError] = list(run.errors)
         if run.deadline_passed:
             errors.append(DeadlineExceeded(name, run.route.deadline))
-        return AllTargetsFailed(name, errors, deadline_passed=run.deadline_passed)
+        return AllTargetsFailed(
+            name, errors, deadline_passed=run.deadline_passed, attempts=run.records
+        )
 
     def _give_up(self, run: RequestRun, error: Exception) -> None:
         """Raise ``error`` unless the route has a default response to give instead."""
@@ -244,9 +274,8 @@ class Engine:
 
     async def _discard_win(self, run: RequestRun) -> None:
         """Close a stream that won but will never be handed out (cancelled, or a bug)."""
-        winner = run.winner
-        if winner is not None and winner.value is not None:
-            await STREAM.discard(winner.value)
+        if run.value is not None:
+            await STREAM.discard(run.value)
 
     def _default_result(self, run: RequestRun) -> ChatResult:
         text = run.route.default_response or ""

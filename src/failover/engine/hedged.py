@@ -1,4 +1,4 @@
-"""Hedged routes (SPEC rule 3): targets race; the first success wins.
+"""Hedged routes (rule 3): targets race; the first success wins.
 
 The request starts its first target. When the attempt started last has not answered
 ``hedge_after`` seconds after it started (with ``auto``: its deployment's recent p95, within the
@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from itertools import chain
 from typing import Generic, TypeVar
 
-from failover.engine.attempt import Attempt, Work
+from failover.engine.attempt import Attempt, Work, admit
 from failover.engine.events import EventKind
 from failover.engine.losers import log_unexpected, wait_all
 from failover.engine.retrying import retry_wait
@@ -97,14 +98,14 @@ class _Race(Generic[T]):
             return None
         while True:
             ended = self._reap()
-            if run.winner is not None:
-                return run.winner
+            if run.won:
+                return self._winner(ended)
             for attempt in ended:
                 await self._after_failure(attempt)
             # Starting an attempt awaits health: one that was running may have won meanwhile.
-            if run.winner is not None:
-                return run.winner
-            now = run.clock.now()
+            if run.won:
+                return self._winner(ended)
+            now = run.loop.time()
             if now >= run.deadline_at - _EPSILON:
                 run.deadline_passed = True
                 return None
@@ -113,8 +114,8 @@ class _Race(Generic[T]):
             if self.hedge_at is not None and now >= self.hedge_at - _EPSILON:
                 await self._hedge(now)
             await self._start_due_retries(now)
-            if run.winner is not None:
-                return run.winner
+            if run.won:
+                return self._winner(ended)
             if not self.tasks and not self._retry_pending():
                 return None
             await self._wait(self._next_moment())
@@ -146,6 +147,14 @@ class _Race(Generic[T]):
         for task in waiting:
             log_unexpected(task)
 
+    def _winner(self, ended: Sequence[Attempt[T]]) -> Attempt[T]:
+        """The attempt that won the run: one reaped in this turn of the loop, or one still
+        telling health (a win is claimed before its task ends, and every turn looks for it)."""
+        for attempt in chain(ended, self.tasks.values()):
+            if attempt.won:
+                return attempt
+        raise RuntimeError(f"request {self.run.request_id} was won by none of its attempts")
+
     def _reap(self) -> list[Attempt[T]]:
         """The attempts that ended since last time, in the order they ended.
 
@@ -174,7 +183,7 @@ class _Race(Generic[T]):
         if error.error_class is ErrorClass.BAD_REQUEST:
             run.note_bad_request(error, attempt.target)
             return
-        now = run.clock.now()
+        now = run.loop.time()
         if run.bad_request is not None or now >= run.deadline_at - _EPSILON:
             return
         lane = self.lanes[attempt.target.name]
@@ -222,8 +231,8 @@ class _Race(Generic[T]):
             lane.ready_at = None
             if not run.route.budget.allows_extra(now):
                 continue
-            attempt: Attempt[T] | None = await run.admit(
-                target, retry=lane.retries + 1, hedge=False
+            attempt: Attempt[T] | None = await admit(
+                run, target, retry=lane.retries + 1, hedge=False
             )
             if attempt is not None:
                 lane.retries += 1
@@ -234,7 +243,7 @@ class _Race(Generic[T]):
         while not self.all_started:
             target = self.targets[self.next]
             self.next += 1
-            attempt: Attempt[T] | None = await self.run.admit(target, retry=0, hedge=hedge)
+            attempt: Attempt[T] | None = await admit(self.run, target, retry=0, hedge=hedge)
             if attempt is None:
                 continue
             if hedge:
@@ -248,7 +257,11 @@ class _Race(Generic[T]):
     def _launch(self, attempt: Attempt[T]) -> None:
         first = self.primary is None
         # The delay is read as the attempt starts (before its own task counts it as running).
-        delay = self.run.hedge_delay(attempt.target) if first or not self.all_started else None
+        delay = (
+            self.run.hedge_delay(attempt.target, attempt.started)
+            if first or not self.all_started
+            else None
+        )
         task = asyncio.get_running_loop().create_task(_perform(attempt, self.work))
         self.tasks[task] = attempt
         if first:
@@ -280,11 +293,11 @@ class _Race(Generic[T]):
         return min(moments)
 
     async def _wait(self, until: float) -> None:
-        timeout = max(0.0, until - self.run.clock.now())
+        timeout = max(0.0, until - self.run.loop.time())
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         else:
-            await self.run.clock.sleep(timeout)
+            await asyncio.sleep(timeout)
 
 
 async def _perform(attempt: Attempt[T], work: Work[T]) -> None:

@@ -56,7 +56,7 @@ def retry_wait(
 ) -> float | None:
     """The wait before retrying after ``error`` on the same deployment, or None: move on.
 
-    SPEC rule 2 and the failure table: the class must be retryable; a ``rate_limit`` is retried
+    rule 2 and the failure table: the class must be retryable; a ``rate_limit`` is retried
     only when no other target is available; ``max_retries`` must not be used up; and the wait must
     end before the deadline (a wait that would end past it is not taken at all).
 

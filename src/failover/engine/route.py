@@ -1,11 +1,14 @@
-"""A route prepared once for the hot path: its targets resolved, its hedge delay, its budget.
+"""A route prepared once for the hot path: its targets resolved, its hedge policy, its budget.
 
 Every request of a route reuses the same :class:`RoutePlan`; the engine builds one per route name
-the first time it sees it (and again if the route's config object changes).
+the first time it sees it (and again if the route's config object changes). Its
+:class:`HedgePolicy` is the one reading of ``hedge_after`` and ``hedge_bounds``: the runners, the
+adaptive delays and the alert rules all take it from :meth:`HedgePolicy.of`.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -14,10 +17,60 @@ from failover.engine.budget import RetryBudget
 from failover.errors import ConfigError
 from failover.providers.base import ChatProvider
 
-__all__ = ["DEFAULT_HEDGE_BOUNDS", "RoutePlan", "Target"]
+__all__ = ["DEFAULT_HEDGE_BOUNDS", "NO_HEDGING", "HedgeMode", "HedgePolicy", "RoutePlan", "Target"]
 
 DEFAULT_HEDGE_BOUNDS = (0.2, 10.0)
 """The seconds ``hedge_after: auto`` stays within when the route gives no ``hedge_bounds``."""
+
+
+class HedgeMode(enum.StrEnum):
+    """How a route's hedge delay is chosen."""
+
+    NONE = "none"  # no hedge_after: a sequential route
+    FIXED = "fixed"  # hedge_after: <seconds>
+    AUTO = "auto"  # hedge_after: auto, the deployment's recent p95 within bounds
+
+
+@dataclass(frozen=True, slots=True)
+class HedgePolicy:
+    """When a route starts its next target beside a late one (rule 3), read once from its config.
+
+    ``delay`` is the seconds to wait: the configured number when ``FIXED``; with ``AUTO`` the
+    delay of a cold start (the upper bound: :mod:`~failover.engine.adaptive` says why), the
+    adaptive one staying within ``bounds``; None when ``NONE`` (so ``delay is None`` is the one
+    test for a sequential route).
+
+    >>> from failover.config import RouteConfig
+    >>> HedgePolicy.of(RouteConfig(name="r", targets=("a",), hedge_after="auto"))
+    HedgePolicy(mode=<HedgeMode.AUTO: 'auto'>, delay=10.0, bounds=(0.2, 10.0))
+    >>> HedgePolicy.of(RouteConfig(name="r", targets=("a",), hedge_after=1.5)).delay
+    1.5
+    """
+
+    mode: HedgeMode
+    delay: float | None = None
+    bounds: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.delay is None) is not (self.mode is HedgeMode.NONE):
+            raise ValueError(f"a hedge policy {self.mode} has a delay exactly when it hedges")
+        if (self.bounds is None) is (self.mode is HedgeMode.AUTO):
+            raise ValueError(f"a hedge policy {self.mode} has bounds exactly when it is auto")
+
+    @classmethod
+    def of(cls, route: RouteConfig) -> HedgePolicy:
+        """The policy ``route``'s ``hedge_after`` and ``hedge_bounds`` say."""
+        hedge_after = route.hedge_after
+        if hedge_after is None:
+            return NO_HEDGING
+        if hedge_after == "auto":
+            low, high = route.hedge_bounds or DEFAULT_HEDGE_BOUNDS
+            return cls(HedgeMode.AUTO, high, (low, high))
+        return cls(HedgeMode.FIXED, float(hedge_after))
+
+
+NO_HEDGING = HedgePolicy(HedgeMode.NONE)
+"""The policy of a route without ``hedge_after``: it runs its targets one by one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,20 +89,15 @@ class RoutePlan:
     """What the engine needs of a route, computed once.
 
     ``names`` are the route's targets that may be called (deployments that are not configured
-    are left out: they are never called), in route order; ``hedge_after`` is None for a
-    sequential route. ``fixed_hedge`` tells whether it is the configured number; with
-    ``hedge_after: auto``, ``hedge_bounds`` holds the bounds the adaptive delay stays within
-    (:mod:`~failover.engine.adaptive`) and ``hedge_after`` the delay of a cold start (the upper
-    bound), so that ``hedge_after is None`` still means sequential.
+    are left out: they are never called), in route order; ``hedge`` is its
+    :class:`HedgePolicy` (``hedge.delay is None`` for a sequential route).
     """
 
     config: RouteConfig
     name: str
     names: tuple[str, ...]
     targets: Mapping[str, Target]
-    hedge_after: float | None
-    fixed_hedge: bool
-    hedge_bounds: tuple[float, float] | None
+    hedge: HedgePolicy
     budget: RetryBudget
 
     @classmethod
@@ -80,9 +128,7 @@ class RoutePlan:
             name=route.name,
             names=tuple(targets),
             targets=targets,
-            hedge_after=_hedge_delay(route),
-            fixed_hedge=isinstance(route.hedge_after, float),
-            hedge_bounds=_auto_bounds(route),
+            hedge=HedgePolicy.of(route),
             budget=RetryBudget.from_config(route.retry_budget),
         )
 
@@ -97,19 +143,3 @@ class RoutePlan:
     @property
     def default_response(self) -> str | None:
         return self.config.default_response
-
-
-def _auto_bounds(route: RouteConfig) -> tuple[float, float] | None:
-    if route.hedge_after != "auto":
-        return None
-    return route.hedge_bounds or DEFAULT_HEDGE_BOUNDS
-
-
-def _hedge_delay(route: RouteConfig) -> float | None:
-    if route.hedge_after is None:
-        return None
-    if route.hedge_after == "auto":
-        # The delay is adaptive (engine/adaptive.py); this is its cold start: the upper bound.
-        _low, high = route.hedge_bounds or DEFAULT_HEDGE_BOUNDS
-        return high
-    return float(route.hedge_after)

@@ -1,18 +1,19 @@
-"""One request's state while the engine runs it: times, records, failures, the winner.
+"""One request's state while the engine runs it: times, records, failures, whether it was won.
 
 A :class:`RequestRun` is the explicit context that travels through the runners and attempts of
-one request (no thread-local, no global): it holds what the engine lent it (clock, health,
-randomness, observer, background pool) and what the request has produced so far.
+one request (no thread-local, no global): it holds what the engine lent it (health, randomness,
+observer, background pool, the running event loop whose time is the request's) and what the
+request has produced so far. It knows nothing of attempts but their records: an attempt
+(:mod:`~failover.engine.attempt`) writes into its run, never the other way round.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
-from failover.clock import Clock
 from failover.engine.adaptive import HedgeDelays
-from failover.engine.attempt import Attempt
 from failover.engine.events import Event, EventKind, Observer, notify
 from failover.engine.losers import LoserPool
 from failover.engine.route import RoutePlan, Target
@@ -26,19 +27,25 @@ __all__ = ["RequestRun"]
 class RequestRun:
     """The state of one request, from its arrival to its answer.
 
-    ``records`` is the list :class:`~failover.types.ChatResult` hands out: background losers
-    complete their record in it after the answer. ``errors`` holds each failed attempt's error in
-    the order they ended (those that ended after the win are not in it).
+    Time is ``loop``'s, the event loop the request runs on (``loop.time()``; tests run it on a
+    :class:`~failover.clock.VirtualTimeLoop`). ``records`` is the caller's list when it gave one,
+    else a new one: every attempt appends its record as it starts, and a background loser
+    completes its record in it after the answer; :class:`~failover.types.ChatResult`,
+    :class:`~failover.errors.AllTargetsFailed` and :class:`~failover.errors.NoTargetAvailable`
+    hand out that same list. ``errors`` holds each failed attempt's error in the order they ended
+    (those that ended after the win are not in it). ``won`` is set by the first attempt that
+    succeeds, and ``value`` is then what it produced, until the engine has used it (or closed it,
+    when the request ends without using it).
     """
 
     __slots__ = (
         "bad_request",
-        "clock",
         "deadline_at",
         "deadline_passed",
         "delays",
         "errors",
         "health",
+        "loop",
         "losers",
         "observer",
         "probing",
@@ -49,7 +56,7 @@ class RequestRun:
         "rng",
         "route",
         "t0",
-        "winner",
+        "value",
         "won",
     )
 
@@ -59,28 +66,28 @@ class RequestRun:
         request: ChatRequest,
         request_id: str,
         *,
-        clock: Clock,
         health: Health,
         rng: random.Random,
         observer: Observer | None,
         losers: LoserPool,
         delays: HedgeDelays,
+        records: list[AttemptRecord] | None = None,
     ) -> None:
         self.route = route
         self.request = request
         self.request_id = request_id
-        self.clock = clock
         self.health = health
         self.rng = rng
         self.observer = observer
         self.losers = losers
         self.delays = delays
-        self.t0 = clock.now()
+        self.loop = loop = asyncio.get_running_loop()
+        self.t0 = loop.time()
         self.deadline_at = self.t0 + route.deadline
-        self.records: list[AttemptRecord] = []
+        self.records: list[AttemptRecord] = records if records is not None else []
         self.errors: list[UpstreamError] = []
-        self.winner: Attempt[Any] | None = None  # until the answer is built: see release()
         self.won = False  # an attempt succeeded: any that ends later is a loser
+        self.value: Any = None  # the winner's value (see the class docstring)
         self.bad_request: UpstreamError | None = None
         self.deadline_passed = False
         self.probing = False  # the targets are the health plan's early half-open probe
@@ -101,42 +108,21 @@ class RequestRun:
         """Tell the observer, if there is one (nothing is built otherwise)."""
         if self.observer is None:
             return
-        at = self.clock.now() - self.t0
+        at = self.loop.time() - self.t0
         notify(
             self.observer,
             Event(kind, self.route.name, self.request_id, at, deployment, attempt, error),
         )
 
-    def hedge_delay(self, target: Target) -> float | None:
-        """Seconds an attempt of ``target`` starting now may run before the next one is started
-        beside it: the route's ``hedge_after``, or with ``auto`` its deployment's recent p95
-        within the route's bounds; None for a sequential route."""
-        bounds = self.route.hedge_bounds
-        if bounds is None:
-            return self.route.hedge_after
-        return self.delays.delay(target.name, bounds)
-
-    async def admit(self, target: Target, *, retry: int, hedge: bool) -> Attempt[Any] | None:
-        """Start an attempt of ``target`` if health admits it now; None when it does not.
-
-        Counts the attempt in the route's retry budget: a retry or a hedge as extra, anything
-        else (the first attempt of a target) as first.
-        """
-        admission = await self.health.admit(target.name, probe=self.probing)
-        if admission is None:
-            return None
-        now = self.clock.now()
-        if retry or hedge:
-            self.route.budget.record_extra(now)
-        else:
-            self.route.budget.record_first(now)
-        return Attempt(self, target, admission, retry=retry, hedge=hedge)
-
-    def release(self) -> None:
-        """The answer is built: forget the winning attempt, which refers back to this run, so
-        that the request's objects go with their last reference instead of waiting for the
-        garbage collector (``won`` still tells later attempts that they lost)."""
-        self.winner = None
+    def hedge_delay(self, target: Target, now: float) -> float | None:
+        """Seconds an attempt of ``target`` starting at ``now`` may run before the next one is
+        started beside it, as the route's :class:`~failover.engine.route.HedgePolicy` says: its
+        fixed delay, or with ``auto`` the deployment's recent p95 within its bounds; None for a
+        sequential route."""
+        policy = self.route.hedge
+        if policy.bounds is None:
+            return policy.delay
+        return self.delays.delay(target.name, policy, now)
 
     def note_bad_request(self, error: UpstreamError, target: Target) -> None:
         """Rule 9: remember the first 400; one from a target but the route's first is reported."""

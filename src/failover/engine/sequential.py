@@ -1,4 +1,4 @@
-"""Sequential routes (SPEC rule 2): one attempt at a time, retries before moving on.
+"""Sequential routes (rule 2): one attempt at a time, retries before moving on.
 
 Each target in turn: its attempt runs; a failure is retried on the same deployment while its class
 allows, ``max_retries`` is not used up, the retry budget allows, and the backoff wait ends before
@@ -12,10 +12,11 @@ one timer per attempt serves both its timeout and the deadline.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TypeVar
 
-from failover.engine.attempt import Attempt, Work
+from failover.engine.attempt import Attempt, Work, admit
 from failover.engine.retrying import retry_wait
 from failover.engine.route import Target
 from failover.engine.run import RequestRun
@@ -35,10 +36,10 @@ async def run_sequential(
     for index, target in enumerate(targets):
         retries = 0
         while True:
-            if run.clock.now() >= run.deadline_at:
+            if run.loop.time() >= run.deadline_at:
                 run.deadline_passed = True
                 return None
-            attempt: Attempt[T] | None = await run.admit(target, retry=retries, hedge=False)
+            attempt: Attempt[T] | None = await admit(run, target, retry=retries, hedge=False)
             if attempt is None:
                 break  # health no longer admits it: the next target
             try:
@@ -50,7 +51,7 @@ async def run_sequential(
                 if error.error_class is ErrorClass.BAD_REQUEST:
                     run.note_bad_request(error, target)
                     return None
-                now = run.clock.now()
+                now = run.loop.time()
                 wait = retry_wait(
                     error,
                     retries_done=retries,
@@ -63,7 +64,7 @@ async def run_sequential(
                 )
                 if wait is None or not run.route.budget.allows_extra(now):
                     break
-                await run.clock.sleep(wait)  # it ends before the deadline: retry_wait saw to it
+                await asyncio.sleep(wait)  # it ends before the deadline: retry_wait saw to it
                 retries += 1
                 continue
             return attempt

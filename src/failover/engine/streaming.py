@@ -1,4 +1,4 @@
-"""Streams (SPEC rule 8): failover until the commit, then a stream that never ends silently.
+"""Streams (rule 8): failover until the commit, then a stream that never ends silently.
 
 A stream *commits* at its first chunk with a non-empty ``delta.content``, ``delta.tool_calls`` or
 ``delta.refusal``. Opening a stream up to that chunk is an attempt's :class:`Work`
@@ -381,10 +381,11 @@ class CommittedStream:
         except UpstreamError as error:
             await self._fail(error)
             raise
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
             if not expired:  # the consumer was cancelled (the client left)
                 await self.aclose()
                 raise
+            cancelled.__traceback__ = None  # it keeps the reader's frames: see Attempt.execute
             timeout = UpstreamTimeout(
                 f"no chunk within the deployment's timeout of {self._gap:g}s",
                 deployment=self.deployment or "",

@@ -7,24 +7,13 @@
 - :mod:`failover.health.memory`: :class:`MemoryHealth`, the in-process backend.
 """
 
-from failover.health.base import Admission, DeploymentState, Health, Plan, Report
-from failover.health.breaker import CircuitBreaker, DeploymentStatus, Transition
-from failover.health.machine import BreakerPolicy, BreakerRecord
+from failover.health.base import Admission, DeploymentState, Plan, Report
 from failover.health.memory import MemoryHealth
-from failover.health.stats import OutcomeWindow, WindowSummary
 
 __all__ = [
     "Admission",
-    "BreakerPolicy",
-    "BreakerRecord",
-    "CircuitBreaker",
     "DeploymentState",
-    "DeploymentStatus",
-    "Health",
     "MemoryHealth",
-    "OutcomeWindow",
     "Plan",
     "Report",
-    "Transition",
-    "WindowSummary",
 ]

@@ -42,9 +42,9 @@ class Transition:
 
     @property
     def alert(self) -> str | None:
-        """The SPEC alert type this transition deserves, or None.
+        """The alert type this transition deserves, or None.
 
-        ``auth_failed`` and ``circuit_open`` are CRITICAL, ``rate_limited`` HIGH; SPEC asks a
+        ``auth_failed`` and ``circuit_open`` are CRITICAL, ``rate_limited`` HIGH; the rules ask a
         CRITICAL alert for quota too without naming it: ``quota_exhausted``.
         """
         if self.after is DeploymentState.CIRCUIT_OPEN:
@@ -161,7 +161,7 @@ class CircuitBreaker:
         return machine.effective_state(self._record, self._now())
 
     def admit(self, *, probe: bool = False) -> Admission | None:
-        """Leave for one attempt now, or None; ``probe=True`` asks for SPEC rule 1's early probe."""
+        """Leave for one attempt now, or None; ``probe=True`` asks for rule 1's early probe."""
         result = machine.admit(self._record, self._now(), self.policy, early=probe)
         self._record = result.record
         if not result.admitted:

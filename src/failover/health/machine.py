@@ -1,7 +1,7 @@
 """One deployment's health as a pure state machine: a small flat record and the moves between them.
 
 Every function here takes the record and ``now`` and returns a new record; none reads a clock,
-sleeps or does I/O (STYLE habit 4). The states are SPEC's::
+sleeps or does I/O (STYLE habit 4). The states are those of docs/semantics.md::
 
     available ──N consecutive failures, auth, not_found──▶ circuit_open ──break ends──▶ half_open
         ▲  ▲                                                   ▲                          │
@@ -21,7 +21,7 @@ That backend passes a ``now`` every gateway agrees on (Redis ``TIME`` or the wal
 monotonic clocks are not shared between hosts. Keep these functions free of anything a short Lua
 script could not do.
 
-Effects of each failure class, as SPEC's table:
+Effects of each failure class, as the failure table:
 
 - ``connection``, ``timeout``, ``server_error``, ``malformed``: a failure; ``failure_threshold``
   consecutive ones open the circuit for ``recovery_seconds``.
@@ -33,10 +33,13 @@ Effects of each failure class, as SPEC's table:
   for is kept, unless the success is the probe's.
 - cancelled: nothing, except that the probe lease it held is released.
 
-A provider's Retry-After is honoured up to :data:`MAX_RETRY_AFTER` (a day): a longer one is a
-broken header, and a record's wait never reaches further than :attr:`BreakerPolicy.horizon`.
-Records read from a store shared with others (Redis) are checked with :func:`plausible` first:
-one no rule here could have left is treated as absent, so garbage can never hold a deployment.
+No wait the machine gives is longer than :data:`MAX_WAIT` (a day): a provider's Retry-After is
+honoured up to it (a longer one is a broken header), and a policy's breaks, cooldowns and probe
+lease are cut to it (the config schema sets no maximum). Records read from a store shared with
+others (Redis) are checked with :func:`plausible` first: one that no policy could have left is
+treated as absent, so garbage can never hold a deployment. The check depends on no policy: the
+gateways sharing a store may run different configs (a rolling deploy, two teams on one Redis), and
+each must honour the records the others write.
 
 While a deployment waits, failures reported by attempts that did not hold its probe lease
 (stragglers started before it went down) never shorten the wait nor turn an ``auth``/``quota``
@@ -58,10 +61,13 @@ from failover.errors import ErrorClass
 from failover.health.base import DeploymentState, Plan
 
 __all__ = [
+    "CLOCK_STEP",
     "EFFECTS",
     "HOLDS",
+    "MAX_AHEAD",
     "MAX_FAILURES",
     "MAX_RETRY_AFTER",
+    "MAX_WAIT",
     "STORED_STATES",
     "Admitted",
     "BreakerPolicy",
@@ -103,17 +109,29 @@ EFFECTS: Mapping[ErrorClass, Effect] = MappingProxyType(
         ErrorClass.BAD_REQUEST: Effect.NONE,
     }
 )
-"""The effect of each failure class (SPEC's table, column "health")."""
+"""The effect of each failure class (the failure table, column "health")."""
 
 HOLDS = frozenset({ErrorClass.AUTH, ErrorClass.QUOTA})
-"""Classes whose wait is never cut short by an early probe (SPEC rule 1): retrying early cannot
+"""Classes whose wait is never cut short by an early probe (rule 1): retrying early cannot
 fix a bad key or an empty account, and would only burn a request."""
 
-MAX_RETRY_AFTER: Final = 86_400.0
+MAX_WAIT: Final = 86_400.0
+"""The longest break, cooldown or probe lease the machine gives, in seconds (a day), whatever the
+policy: so that every record any gateway writes is one every other gateway finds plausible."""
+
+MAX_RETRY_AFTER: Final = MAX_WAIT
 """The longest Retry-After a cooldown honours, in seconds."""
 
+CLOCK_STEP: Final = 3_600.0
+"""How far the shared clock may step back between a write and a read (Redis failing over to a
+replica whose clock is behind, an NTP step) before a record written then looks like no policy's."""
+
+MAX_AHEAD: Final = MAX_WAIT + CLOCK_STEP
+"""How far ahead of ``now`` a plausible record's end of wait or probe lease may lie, in seconds."""
+
 MAX_FAILURES: Final = 1_000_000_000
-"""The largest consecutive-failure count a record may hold; a bigger one is not ours."""
+"""The largest consecutive-failure count a record holds (the count stops there); a bigger one is
+not ours."""
 
 STORED_STATES: Final = frozenset(
     {DeploymentState.AVAILABLE, DeploymentState.RATE_LIMITED, DeploymentState.CIRCUIT_OPEN}
@@ -121,12 +139,26 @@ STORED_STATES: Final = frozenset(
 """The states a record is kept in (``half_open`` is derived; ``not_configured`` never stored)."""
 
 
+_SECONDS = (
+    "recovery_seconds",
+    "max_recovery_seconds",
+    "rate_limit_cooldown",
+    "probe_lease_seconds",
+)
+"""The policy fields that are lengths of time (each cut to :data:`MAX_WAIT`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class BreakerPolicy:
     """The numbers one deployment's machine runs on: ``HealthConfig`` plus its probe lease.
 
+    Each length of time is cut to :data:`MAX_WAIT`, once, here: what the machine writes must stay
+    :func:`plausible` to every gateway, whatever this one's config says.
+
     >>> BreakerPolicy(failure_threshold=3).recovery_seconds
     60.0
+    >>> BreakerPolicy(recovery_seconds=7 * 86_400).recovery_seconds
+    86400.0
     """
 
     failure_threshold: int = 5
@@ -135,15 +167,9 @@ class BreakerPolicy:
     rate_limit_cooldown: float = 60.0
     probe_lease_seconds: float = 30.0
 
-    @property
-    def max_break(self) -> float:
-        """The longest break a circuit can be given."""
-        return max(self.recovery_seconds, self.max_recovery_seconds)
-
-    @property
-    def horizon(self) -> float:
-        """How far ahead of ``now`` a break or cooldown can end, at most."""
-        return max(self.max_break, self.rate_limit_cooldown, MAX_RETRY_AFTER)
+    def __post_init__(self) -> None:
+        for name in _SECONDS:
+            object.__setattr__(self, name, min(float(getattr(self, name)), MAX_WAIT))
 
     @classmethod
     def from_config(cls, health: HealthConfig, deployment: DeploymentConfig) -> BreakerPolicy:
@@ -192,31 +218,29 @@ class Reported(NamedTuple):
     after: DeploymentState
 
 
-def plausible(record: BreakerRecord, now: float, policy: BreakerPolicy) -> bool:
-    """Could these rules have left ``record`` at ``now`` under ``policy``?
+def plausible(record: BreakerRecord, now: float) -> bool:
+    """Could these rules, under any policy, have left ``record`` for a reader at ``now``?
 
     Its state is one that is stored, its count a whole number from 0 to :data:`MAX_FAILURES`, its
-    break within :attr:`BreakerPolicy.max_break`, its end of wait no further than the policy's
-    :attr:`~BreakerPolicy.horizon` and its probe lease no longer than one lease from now; none of
-    them negative, nan or infinite (which fail every comparison here). A store read by others
-    than us (Redis) treats a record that is not plausible as absent: garbage must not be able to
-    keep a deployment waiting for good (``probe=nan`` once kept one half-open for ever).
+    break at most :data:`MAX_WAIT`, and its end of wait and probe lease no further ahead than
+    :data:`MAX_AHEAD`; none of them negative, nan or infinite (which fail every comparison here).
+    No policy is consulted: a record is not garbage for being longer than this gateway's own
+    settings would make it, since another gateway sharing the store may run other settings. A
+    store read by others than us (Redis) treats a record that is not plausible as absent: garbage
+    must not be able to keep a deployment waiting for good (``probe=nan`` once kept one half-open
+    for ever), and the most it can hold one is :data:`MAX_AHEAD`.
 
-    >>> policy = BreakerPolicy()
-    >>> plausible(BreakerRecord(DeploymentState.CIRCUIT_OPEN, 5, 160.0, 60.0), 100.0, policy)
+    >>> plausible(BreakerRecord(DeploymentState.CIRCUIT_OPEN, 5, 160.0, 60.0), 100.0)
     True
-    >>> plausible(BreakerRecord(probe_until=float("nan")), 100.0, policy)
+    >>> plausible(BreakerRecord(probe_until=float("nan")), 100.0)
     False
     """
     return (
         record.state in STORED_STATES
         and 0 <= record.failures <= MAX_FAILURES
-        and 0.0 <= record.until <= now + policy.horizon
-        and 0.0 <= record.break_seconds <= policy.max_break
-        and (
-            record.probe_until is None
-            or 0.0 <= record.probe_until <= now + policy.probe_lease_seconds
-        )
+        and 0.0 <= record.until <= now + MAX_AHEAD
+        and 0.0 <= record.break_seconds <= MAX_WAIT
+        and (record.probe_until is None or 0.0 <= record.probe_until <= now + MAX_AHEAD)
     )
 
 
@@ -277,7 +301,7 @@ def admit(
 
     An available deployment admits freely. A half-open one admits one probe at a time: the attempt
     takes the lease, which expires after ``policy.probe_lease_seconds`` so that a probe that never
-    reports cannot keep the circuit half-open. With ``early`` (SPEC rule 1, nothing else
+    reports cannot keep the circuit half-open. With ``early`` (rule 1, nothing else
     available) a deployment still open or cooling down also admits a probe, unless it waits for
     ``auth`` or ``quota``.
     """
@@ -368,7 +392,7 @@ def _fail(
         return _cool(record, now, error_class, policy.recovery_seconds, probe)
     record = replace(
         record,
-        failures=record.failures + 1,
+        failures=min(record.failures + 1, MAX_FAILURES),
         last_error=error_class if probe else _note(record, error_class),
     )
     if record.state is DeploymentState.CIRCUIT_OPEN:
@@ -425,7 +449,7 @@ def _cool(
 def plan(
     records: Sequence[tuple[str, BreakerRecord]], now: float, *, early_probe: bool = True
 ) -> Plan:
-    """The targets that admit an attempt now, in order; else SPEC rule 1's probe and wait.
+    """The targets that admit an attempt now, in order; else rule 1's probe and wait.
 
     When none admits, ``probe`` is the deployment whose break or cooldown ends soonest among those
     that may be probed early (first in route order on a tie), and ``retry_after`` the seconds until

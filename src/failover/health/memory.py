@@ -72,7 +72,7 @@ class MemoryHealth:
             raise KeyError(f"unknown deployment {deployment!r}") from None
 
     async def plan(self, targets: Sequence[str], *, early_probe: bool = True) -> Plan:
-        """The targets that admit an attempt now, in order; else the early probe (SPEC rule 1)."""
+        """The targets that admit an attempt now, in order; else the early probe (rule 1)."""
         records = [(name, self.breaker(name).record) for name in targets]
         return machine.plan(records, self._clock.now(), early_probe=early_probe)
 

@@ -94,21 +94,16 @@ requests) cannot be set per request: it is a server-wide budget, set by a profil
 ``PUT /_mock/profile``. The dice come from one ``random.Random(seed)`` per mock.
 """
 
-from failover.mock_upstream.decide import Decision, Outcome, RateBudget
+from failover.mock_upstream.decide import Outcome, RateBudget
 from failover.mock_upstream.profiles import PROFILES, Latency, Profile, override
-from failover.mock_upstream.serve import run
 from failover.mock_upstream.server import MockUpstream
-from failover.mock_upstream.stats import MockStats
 
 __all__ = [
     "PROFILES",
-    "Decision",
     "Latency",
-    "MockStats",
     "MockUpstream",
     "Outcome",
     "Profile",
     "RateBudget",
     "override",
-    "run",
 ]

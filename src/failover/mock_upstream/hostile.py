@@ -199,7 +199,7 @@ def key_echo(status: int, authorization: str) -> bytes:
     """An OpenAI error object quoting the key in ``type``, ``code`` and ``message``.
 
     A 401 or 403 words it as a refused key; any other status as a bad request (a 400 that a
-    gateway passes to its client as the provider worded it, SPEC rule 9).
+    gateway passes to its client as the provider worded it, rule 9).
     """
     key = bare_key(authorization)
     if status in (401, 403):

@@ -3,10 +3,11 @@
 ::
 
     observability.py  Observability: the one object the gateway and server feed
-    tracker.py        AttemptTracker: attempts per request, losers after the answer
-    records.py        RequestRow, AttemptRow: the request log's rows and SPEC's record shape
+    tracker.py        AttemptTracker: the request and place of a loser that ends after its report
+    records.py        RequestRow, AttemptRow: the request log's rows and the record's shape
     writer.py         RecordWriter: a bounded buffer written in batches, off the hot path
-    store.py          RecordStore protocol, open_store, StoreError
+    store.py          RecordStore protocol, the rows as values
+    stores.py         open_store: the store a URL names
     schema.py         tables and migrations (SQLite and PostgreSQL)
     sqlite_store.py   SQLiteStore: sqlite3 on a thread of its own
     postgres_store.py PostgresStore: an asyncpg pool
@@ -17,40 +18,12 @@
     stats.py          failover stats: figures per route and deployment over a window
 """
 
-from failover.observe.alerts import LEVELS, Alert, AlertRules, AlertType
-from failover.observe.metrics import CONTENT_TYPE, Metrics
-from failover.observe.observability import Observability, config_secrets
-from failover.observe.records import AttemptRow, RequestRow, client_key_fingerprint
-from failover.observe.stats import StatsReport, parse_since, read_stats, render_stats
-from failover.observe.store import (
-    RecordStore,
-    StoreError,
-    StoreRejected,
-    StoreUnavailable,
-    open_store,
-)
+from failover.observe.observability import Observability
+from failover.observe.stores import open_store
 from failover.observe.tracing import Tracing
 
 __all__ = [
-    "CONTENT_TYPE",
-    "LEVELS",
-    "Alert",
-    "AlertRules",
-    "AlertType",
-    "AttemptRow",
-    "Metrics",
     "Observability",
-    "RecordStore",
-    "RequestRow",
-    "StatsReport",
-    "StoreError",
-    "StoreRejected",
-    "StoreUnavailable",
     "Tracing",
-    "client_key_fingerprint",
-    "config_secrets",
     "open_store",
-    "parse_since",
-    "read_stats",
-    "render_stats",
 ]

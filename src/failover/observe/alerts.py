@@ -1,4 +1,4 @@
-"""Alerts: which moments deserve one, at which level, and what it says (SPEC.md, "Alerts").
+"""Alerts: which moments deserve one, at which level, and what they say (docs/semantics.md).
 
 =========================  ========  ==================================================
 type                       level     raised when
@@ -19,7 +19,7 @@ bad_request_translation    MEDIUM    a target other than the route's first answe
 sinks (:mod:`~failover.observe.sinks`) decide where they go. An alert's message is built from
 names and error classes and goes through the redactor: it never holds a key. A provider's words
 in it (the 400 of a ``bad_request_translation``) are outside text: they may hold line breaks and
-terminal escapes, which the log sink writes escaped (:mod:`failover.observe.logsafe`).
+terminal escapes, which the log sink writes escaped (:mod:`failover.logsafe`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import Any
 from failover.clock import Clock
 from failover.config import AlertLevel, RouteConfig
 from failover.engine.events import Event, EventKind
-from failover.engine.failure import failure_status
-from failover.errors import ErrorClass
+from failover.engine.route import NO_HEDGING, HedgeMode, HedgePolicy
+from failover.errors import ErrorClass, failure_of
 from failover.health.breaker import Transition
 
 __all__ = [
@@ -80,18 +80,20 @@ EXPECTED_HEDGE_RATE = 0.05
 HEDGE_RATE_WINDOW = 60.0
 
 
-def primary_timeout_alert_due(hedge_after: float | str | None, hedge_rate: float) -> bool:
+def primary_timeout_alert_due(policy: HedgePolicy, hedge_rate: float) -> bool:
     """Whether a late primary deserves its HIGH alert: always with a fixed ``hedge_after``;
     with ``auto`` only when the recent hedge rate is above twice the expected 5%.
 
-    >>> primary_timeout_alert_due(1.5, 0.0), primary_timeout_alert_due("auto", 0.08)
+    >>> fixed = HedgePolicy(HedgeMode.FIXED, 1.5)
+    >>> auto = HedgePolicy(HedgeMode.AUTO, 10.0, (0.2, 10.0))
+    >>> primary_timeout_alert_due(fixed, 0.0), primary_timeout_alert_due(auto, 0.08)
     (True, False)
-    >>> primary_timeout_alert_due("auto", 0.12)
+    >>> primary_timeout_alert_due(auto, 0.12)
     True
     """
-    if hedge_after is None:
+    if policy.mode is HedgeMode.NONE:
         return False
-    if hedge_after == "auto":
+    if policy.mode is HedgeMode.AUTO:
         return hedge_rate > 2 * EXPECTED_HEDGE_RATE
     return True
 
@@ -176,8 +178,10 @@ class _HedgeRate:
 class AlertRules:
     """Decides the alert (or none) for each engine event and health transition.
 
-    ``routes`` gives each route's ``hedge_after`` and default response; ``redact`` cleans every
-    message; ``clock`` (monotonic) times the hedge-rate window, ``wall_clock`` dates alerts.
+    ``routes`` gives each route's default response and its hedge policy (read once, by
+    :meth:`HedgePolicy.of <failover.engine.route.HedgePolicy.of>`, as the engine reads it);
+    ``redact`` cleans every message; ``clock`` (monotonic) times the hedge-rate window,
+    ``wall_clock`` dates alerts.
     """
 
     def __init__(
@@ -189,6 +193,7 @@ class AlertRules:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._routes = routes
+        self._hedge = {name: HedgePolicy.of(route) for name, route in routes.items()}
         self._redact = redact
         self._clock = clock
         self._wall_clock = wall_clock
@@ -206,12 +211,11 @@ class AlertRules:
             _HedgeRate.add(self._window(event.route).hedges, self._clock.now())
             return None
         if kind is EventKind.PRIMARY_TIMEOUT:
-            route = self._routes.get(event.route)
-            hedge_after = route.hedge_after if route is not None else None
+            policy = self._hedge.get(event.route, NO_HEDGING)
             rate = self._window(event.route).rate(self._clock.now())
-            if not primary_timeout_alert_due(hedge_after, rate):
+            if not primary_timeout_alert_due(policy, rate):
                 return None
-            late = f"{hedge_after:g}s" if isinstance(hedge_after, float) else "its hedge delay"
+            late = f"{policy.delay:g}s" if policy.mode is HedgeMode.FIXED else "its hedge delay"
             return self._alert(
                 AlertType.PRIMARY_TIMEOUT,
                 event,
@@ -276,7 +280,7 @@ class AlertRules:
         route = self._routes.get(event.route)
         default = route is not None and route.default_response is not None
         answer = "the default response" if default else "an error"
-        code = failure_status(event.error).code if event.error is not None else "unknown"
+        code = failure_of(event.error).code if event.error is not None else "unknown"
         return self._alert(
             AlertType.ALL_FAILED,
             event,

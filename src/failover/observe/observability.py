@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,24 +31,19 @@ from opentelemetry.sdk.trace import SpanProcessor
 from failover.clock import Clock, LoopClock
 from failover.config import Config
 from failover.engine.events import Event, EventKind
-from failover.errors import ErrorClass, UpstreamError
+from failover.errors import ErrorClass, StoreError, StoreUnavailable, UpstreamError
 from failover.health.breaker import DeploymentStatus, Transition
 from failover.observe.alerts import Alert, AlertRules
 from failover.observe.metrics import CONTENT_TYPE, Metrics
 from failover.observe.records import AttemptRow, request_row
 from failover.observe.sinks import Alerter
-from failover.observe.store import (
-    RecordStore,
-    StoreError,
-    StoreUnavailable,
-    describe_url,
-    open_store,
-)
+from failover.observe.store import RecordStore, describe_url
+from failover.observe.stores import open_store
 from failover.observe.tracing import Tracing
 from failover.observe.tracker import AttemptTracker, LoserEnd
 from failover.observe.writer import RecordWriter, merge_rows
 from failover.providers.redact import Redactor
-from failover.types import ChatRequest, ChatResult
+from failover.types import AttemptRecord, ChatRequest, ChatResult
 
 __all__ = ["Observability", "config_secrets"]
 
@@ -62,15 +57,19 @@ class Observability:
     """Request log, metrics, traces and alerts of one gateway.
 
     Build it with :meth:`from_config`; give :meth:`on_event` to the engine as its observer,
-    :meth:`on_transition` to health, and call :meth:`request_finished` once per answered request::
+    :meth:`on_transition` and :meth:`redis_failed` to health, and call :meth:`request_finished`
+    once per answered request with the attempt records the engine filled::
 
         obs = Observability.from_config(config)
         await obs.start()
-        gateway = Gateway(config, observer=obs)   # obs.on_event gets the engine's events
-        result = await gateway.chat("intent", messages)
-        obs.request_finished(request_id=result.request_id, route="intent", ...)
-        record = await obs.get_record(result.request_id)
+        engine = Engine(providers, config.deployments, health, observer=obs)
+        attempts: list[AttemptRecord] = []
+        result = await engine.chat(route, request, request_id="req_1", attempts=attempts)
+        obs.request_finished(request_id="req_1", route="intent", ..., records=attempts)
+        record = await obs.get_record("req_1")
         await obs.aclose()
+
+    (:class:`~failover.Gateway` does all of this for every request it runs.)
     """
 
     metrics_content_type = CONTENT_TYPE
@@ -174,7 +173,6 @@ class Observability:
         try:
             kind = event.kind
             if kind is _STARTED:
-                self.tracker.started(event)
                 return  # counted, traced and alerted on when it ends
             if kind is _ENDED:
                 loser = self.tracker.ended(event)
@@ -210,6 +208,7 @@ class Observability:
         client_request_id: str | None = None,
         stream: bool = False,
         request: ChatRequest | None = None,
+        records: Sequence[AttemptRecord],
     ) -> None:
         """One request was answered (a stream: it ended): record, count and trace it.
 
@@ -218,11 +217,13 @@ class Observability:
         :class:`~failover.types.ChatResult` of the stream's deployment, usage and attempts) and
         ``error`` (what the client was answered with; ``CancelledError`` when it left) is set.
         ``client_key_id`` is a fingerprint
-        (:func:`~failover.observe.records.client_key_fingerprint`), never a key. ``request`` is
-        only read with ``telemetry.capture_content``. Never raises.
+        (:func:`~failover.server.auth.key_id`), never a key. ``request`` is
+        only read with ``telemetry.capture_content``. ``records`` are the request's attempt
+        records, the live list the engine filled (``attempts=`` of
+        :meth:`~failover.engine.Engine.chat` and ``open_stream``): the row and the spans are
+        made from them now, and those still running are completed when they end. Never raises.
         """
         try:
-            records = self.tracker.finish(request_id)
             first = self._first_target(route)
             row = request_row(
                 request_id=request_id,
@@ -241,6 +242,7 @@ class Observability:
             )
             if self.writer is not None:
                 self.writer.submit(row)
+            self.tracker.finished(request_id, records)
             self.metrics.request_finished(
                 route=route,
                 outcome=_metric_outcome(row.outcome, error),
@@ -285,7 +287,7 @@ class Observability:
         return self.metrics.text()
 
     async def get_record(self, request_id: str) -> dict[str, Any] | None:
-        """SPEC's record of one request, or None; rows not yet written are included.
+        """The record of one request, or None; rows not yet written are included.
 
         Raises :class:`~failover.observe.store.StoreUnavailable` when the store cannot be read
         and nothing about the request is buffered (answer 503, not 404).

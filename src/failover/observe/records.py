@@ -1,4 +1,4 @@
-"""The request log's rows: one per request, one per attempt, and SPEC's record shape.
+"""The request log's rows: one per request, one per attempt, and the record's shape.
 
 A :class:`RequestRow` is what ``GET /v1/requests/{id}`` shows, built once when the request is
 answered (:func:`request_row`); its :class:`AttemptRow` values are snapshots taken then. A loser
@@ -6,7 +6,7 @@ that finishes in the background later produces a new :class:`AttemptRow` for the
 ``(request_id, seq)``, which replaces the snapshot that said ``running``.
 
 Rows hold no secret: the client is named by a fingerprint of its key
-(:func:`client_key_fingerprint`), never the key, and every free-form string goes through the
+(:func:`failover.server.auth.key_id`), never the key, and every free-form string goes through the
 :class:`~failover.providers.redact.Redactor` before it is stored.
 
 >>> from failover.types import AttemptRecord
@@ -18,21 +18,19 @@ Rows hold no secret: the client is named by a fingerprint of its key
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from failover.config import Price
-from failover.engine.failure import failure_status
+from failover.errors import failure_of
 from failover.types import AttemptOutcome, AttemptRecord, ChatResult
 
 __all__ = [
     "AttemptRow",
     "RequestRow",
     "Row",
-    "client_key_fingerprint",
     "cost_usd",
     "request_outcome",
     "request_row",
@@ -41,15 +39,6 @@ __all__ = [
 SUCCESS = "success"
 DEGRADED = "degraded"
 CANCELLED = "cancelled"
-
-
-def client_key_fingerprint(key: str) -> str:
-    """A stable, non-reversible id for a client key: what records name the client by.
-
-    >>> client_key_fingerprint("sk-client-1")
-    'key_c3d084b6952a'
-    """
-    return "key_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def cost_usd(price: Price | None, prompt_tokens: int, completion_tokens: int) -> float:
@@ -75,7 +64,7 @@ def request_outcome(result: ChatResult | None, error: BaseException | None) -> s
         return DEGRADED if result.degraded else SUCCESS
     if error is None or isinstance(error, asyncio.CancelledError):
         return CANCELLED
-    return failure_status(error).code
+    return failure_of(error).code
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -129,7 +118,7 @@ class AttemptRow:
         return self.outcome == AttemptOutcome.RUNNING.value
 
     def as_dict(self) -> dict[str, Any]:
-        """SPEC's attempt shape: deployment, start_ms, end_ms, outcome, and the details."""
+        """The attempt as a record shows it: deployment, start_ms, end_ms, outcome, details."""
         return {
             "deployment": self.deployment,
             "start_ms": self.start_ms,
@@ -174,7 +163,7 @@ class RequestRow:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The record SPEC's ``GET /v1/requests/{id}`` answers."""
+        """The record ``GET /v1/requests/{id}`` answers."""
         return {
             "request_id": self.request_id,
             "client_request_id": self.client_request_id,

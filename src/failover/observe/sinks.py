@@ -28,8 +28,8 @@ import aiohttp
 
 from failover.clock import Clock
 from failover.config import AlertConfig, AlertLevel
+from failover.logsafe import escape
 from failover.observe.alerts import Alert
-from failover.observe.logsafe import escape
 
 __all__ = ["AlertSink", "Alerter", "Gate", "LogSink", "WebhookSink"]
 

@@ -31,7 +31,8 @@ from failover.config import StoreConfig, load_config
 from failover.config.sections import SQLITE_URL_PREFIX
 from failover.errors import FailoverError
 from failover.observe.records import DEGRADED, SUCCESS, RequestRow
-from failover.observe.store import RecordStore, StoreError, Window, describe_url, open_store
+from failover.observe.store import RecordStore, StoreError, Window, describe_url
+from failover.observe.stores import open_store
 from failover.types import AttemptOutcome
 
 __all__ = [

@@ -10,8 +10,7 @@ escape, and never a URL, which may hold a password): :class:`StoreUnavailable` w
 could not be reached or answered too late (worth retrying), :class:`StoreRejected` when it refused
 the data (retrying would not help).
 
->>> open_store("none") is None
-True
+:func:`~failover.observe.stores.open_store` opens the store a URL names.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from failover.config.sections import SQLITE_URL_PREFIX
-from failover.errors import FailoverError
+from failover.errors import StoreError, StoreRejected, StoreUnavailable
 from failover.observe.records import AttemptRow, RequestRow, Row
 from failover.observe.schema import ATTEMPT_COLUMNS, REQUEST_COLUMNS
 
@@ -36,24 +35,11 @@ __all__ = [
     "attempt_values",
     "batch_values",
     "describe_url",
-    "open_store",
     "request_from_values",
     "request_values",
     "row_from_values",
     "window_from_values",
 ]
-
-
-class StoreError(FailoverError):
-    """The request log store failed; the message names no URL and no password."""
-
-
-class StoreUnavailable(StoreError):
-    """The store could not be reached, or did not answer in time."""
-
-
-class StoreRejected(StoreError):
-    """The store answered but refused the statement or the data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,25 +85,6 @@ def describe_url(url: str) -> str:
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split("?", 1)[0]
     return f"{scheme}://{host}"
-
-
-def open_store(url: str) -> RecordStore | None:
-    """The store ``url`` names (nothing is connected yet), or None for ``none``.
-
-    >>> open_store("sqlite:///:memory:")
-    <SQLiteStore ':memory:'>
-    """
-    if url == "none":
-        return None
-    if url.startswith(SQLITE_URL_PREFIX):
-        from failover.observe.sqlite_store import SQLiteStore
-
-        return SQLiteStore(url.removeprefix(SQLITE_URL_PREFIX))
-    if url.startswith(("postgresql://", "postgres://")):
-        from failover.observe.postgres_store import PostgresStore
-
-        return PostgresStore(url)
-    raise ValueError(f"unsupported store url {describe_url(url)!r}")
 
 
 request_values: Callable[[RequestRow], tuple[Any, ...]] = attrgetter(*REQUEST_COLUMNS)

@@ -10,30 +10,17 @@ from __future__ import annotations
 from failover.config import DeploymentConfig, Provider
 from failover.providers.anthropic import AnthropicProvider
 from failover.providers.base import ChatProvider
-from failover.providers.classify import classify_event, classify_response, error_class
 from failover.providers.gemini import GeminiProvider
-from failover.providers.http import Endpoint, HttpClient, UpstreamResponse
+from failover.providers.http import HttpClient
 from failover.providers.openai_compat import OpenAICompatProvider
-from failover.providers.redact import Redactor
-from failover.providers.retry_after import retry_after
-from failover.providers.sse import SSEEvent, SSEParser
 
 __all__ = [
     "AnthropicProvider",
     "ChatProvider",
-    "Endpoint",
     "GeminiProvider",
     "HttpClient",
     "OpenAICompatProvider",
-    "Redactor",
-    "SSEEvent",
-    "SSEParser",
-    "UpstreamResponse",
     "build_provider",
-    "classify_event",
-    "classify_response",
-    "error_class",
-    "retry_after",
 ]
 
 

@@ -1,7 +1,7 @@
 """Error normalisation: a provider's error status, body and headers -> a classed UpstreamError.
 
 Every family's real error shapes are read here, so that the engine sees one vocabulary
-(SPEC.md's table) whatever the provider said:
+(the failure table) whatever the provider said:
 
 - OpenAI and clones: ``{"error": {"message", "type", "param", "code"}}``; OpenRouter puts an
   integer status in ``code``; Ollama sends ``{"error": "text"}``.
@@ -225,7 +225,7 @@ embedded_status=None, grpc_status=None, reasons=(), quota_ids=())
 
 
 def error_class(status: int | None, info: ProviderError) -> ErrorClass:
-    """SPEC.md's class for an HTTP status (``None`` inside a stream) and what the body says."""
+    """The class for an HTTP status (``None`` inside a stream) and what the body says."""
     if status is None:
         status = (
             info.embedded_status

@@ -16,7 +16,9 @@
 Every read an upstream can make long is bounded: a body read whole (a completion, a models list)
 by ``max_body`` (:data:`MAX_BODY` by default; a Content-Length above it fails before a byte is
 read), an error body by 64 KiB (the rest is never read: the connection is dropped), an event
-stream's lines and events by :data:`~failover.providers.sse.MAX_EVENT`.
+stream's lines and events by :data:`~failover.providers.sse.MAX_EVENT`. What a JSON body costs
+once decoded is bounded too, by the values it may hold (:data:`MAX_JSON_VALUES`): bytes alone
+do not bound it, a value of two bytes decoding to an object of up to a hundred.
 
 An exchange that ends with an exception (an error, a cancellation, a consumer that stopped
 reading a stream) *closes* its connection; only a fully read answer goes back to the pool, so a
@@ -67,10 +69,12 @@ from failover.providers.wire import (
     Wire,
     WireResponse,
 )
+from failover.version import VERSION
 
 __all__ = [
     "DEFAULT_POOL_TIMEOUT",
     "MAX_BODY",
+    "MAX_JSON_VALUES",
     "Endpoint",
     "HttpClient",
     "RequestTarget",
@@ -85,7 +89,7 @@ EVENT_STREAM: Final = "text/event-stream"
 
 # An error body is read only to classify it; a proxy's megabyte of HTML needs no more than this.
 _MAX_ERROR_BODY = 64 * 1024
-_USER_AGENT = "failover/0.1"
+_USER_AGENT = f"failover/{VERSION}"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ACCEPT_JSON = f"Accept: {JSON}\r\n".encode()
 _POST_JSON = _ACCEPT_JSON + f"Content-Type: {JSON}\r\n".encode()
@@ -99,7 +103,26 @@ DEFAULT_POOL_TIMEOUT = 2.0
 """The longest a request waits for a free connection to its origin (and never more than half its
 deployment's ``timeout``, so that the wait ends with its own error, not the attempt's timeout)."""
 
+MAX_JSON_VALUES: Final = 1 << 19
+"""The values (objects, arrays, and their members: an object's key and value count as one) a
+JSON body read whole may hold, 524,288.
+
+Each decodes to a Python object of its own, whatever its size in the text: ``{},`` is 3 bytes
+and 72 decoded, ``"ab",`` 5 and 59, a member with a key of its own about 106, so 16 MiB of empty
+objects decode to 384 MiB (24x) and of short strings to 190 MiB. At this bound the values of a
+body cost at most about 55 MiB, beside its text. A completion holds tens of values, a models
+list a few thousand; a long text answer is one value. What reaches it: logprobs with
+``top_logprobs: 20`` (about 190 values a token) past some 2,700 tokens.
+
+The values are counted before decoding, at C speed, from above: every member but a container's
+first follows a comma and every container opens with a bracket, so a body holds at most
+``commas + brackets + 1`` values (those inside strings are counted too: prose has a comma every
+50 bytes or so, under the bound up to 25 MiB). A value takes two bytes at least, its comma
+included, so a body under twice the bound in bytes (1 MiB) cannot be over it, and is not counted:
+a normal answer is read as fast as before."""
+
 _INVALID: Final = object()  # what json() holds for a body that is not JSON
+_TOO_MANY: Final = object()  # what json() holds for a body that may hold too many values
 
 
 class HttpClient:
@@ -108,7 +131,8 @@ class HttpClient:
     ``limit`` caps each origin's open connections (one provider's hung connections never take
     another's); a request waits at most ``pool_timeout`` seconds for one (see
     :data:`DEFAULT_POOL_TIMEOUT`). Idle keep-alive connections live ``keepalive_timeout``
-    seconds. A body read whole may take ``max_body`` bytes.
+    seconds. A body read whole may take ``max_body`` bytes, and, read as JSON,
+    ``max_json_values`` values (:data:`MAX_JSON_VALUES`).
     """
 
     def __init__(
@@ -117,11 +141,13 @@ class HttpClient:
         limit: int = 1000,
         keepalive_timeout: float = 30.0,
         max_body: int = MAX_BODY,
+        max_json_values: int = MAX_JSON_VALUES,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
         self._limit = limit
         self._keepalive_timeout = keepalive_timeout
         self.max_body = max_body
+        self.max_json_values = max_json_values
         self.pool_timeout = pool_timeout
         self._wire: Wire | None = None
         self._closed = False
@@ -256,6 +282,7 @@ class Endpoint:
         "_ssl",
         "base_url",
         "max_body",
+        "max_json_values",
         "name",
         "pool_wait",
         "redact",
@@ -293,6 +320,7 @@ class Endpoint:
         self.timeout = timeout
         self.pool_wait = min(client.pool_timeout, timeout / 2)
         self.max_body = client.max_body
+        self.max_json_values = client.max_json_values
         self.redact = redact
 
     def target(self, path: str) -> RequestTarget:
@@ -493,15 +521,19 @@ class UpstreamResponse:
                 deployment=self._endpoint.name,
                 status=self.status,
             )
-        # The body is never a local here (a failure raised below must not keep it alive), and
-        # orjson's error is not chained to ours: it keeps the whole document (``doc``).
-        try:
-            payload = orjson.loads(await self.read())
-        except orjson.JSONDecodeError:
-            payload = _INVALID
+        # The body is never a local here (a failure raised below must not keep it alive).
+        endpoint = self._endpoint
+        payload = _decode(await self.read(), endpoint.max_json_values)
         if payload is _INVALID:
             raise MalformedResponse(
-                "the body is not valid JSON", deployment=self._endpoint.name, status=self.status
+                "the body is not valid JSON", deployment=endpoint.name, status=self.status
+            )
+        if payload is _TOO_MANY:
+            raise MalformedResponse(
+                f"the answer's JSON may hold over {endpoint.max_json_values} values (commas and "
+                "brackets counted; the client's bound)",
+                deployment=endpoint.name,
+                status=self.status,
             )
         return payload
 
@@ -552,6 +584,20 @@ class UpstreamResponse:
 def api_key(deployment: DeploymentConfig) -> str:
     """The deployment's key in clear (``""`` without one): for its auth header, nowhere else."""
     return deployment.api_key.get_secret_value() if deployment.api_key is not None else ""
+
+
+def _decode(body: bytes, most_values: int) -> Any:
+    """``body`` decoded; :data:`_INVALID` if it is not JSON, :data:`_TOO_MANY` if it may hold
+    more than ``most_values`` values (see :data:`MAX_JSON_VALUES`: only a body of twice as many
+    bytes can, so a smaller one is not counted)."""
+    if len(body) >= 2 * most_values and (
+        body.count(b",") + body.count(b"{") + body.count(b"[") >= most_values
+    ):
+        return _TOO_MANY
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:  # not chained anywhere: it keeps the whole document (doc)
+        return _INVALID
 
 
 def _is_json(content_type: str) -> bool:

@@ -2,7 +2,7 @@
 any openai-compatible server.
 
 The request goes out as the client wrote it (``params`` + ``model`` + ``messages``), the answer
-comes back as it is once SPEC rule 10 has checked it. Streams end at ``data: [DONE]``; a stream
+comes back as it is once rule 10 has checked it. Streams end at ``data: [DONE]``; a stream
 that ends without it was cut, and says so.
 """
 
@@ -29,7 +29,7 @@ class OpenAICompatProvider(HttpAdapter):
     """A deployment that speaks OpenAI's ``POST {base}/chat/completions``.
 
     >>> provider = OpenAICompatProvider(deployment, http)  # doctest: +SKIP
-    >>> (await provider.complete(ChatRequest(messages=[...])))["choices"][0]["message"]
+    >>> (await provider.complete(ChatRequest(messages=[...])))["choices"][0]  # doctest: +SKIP
     """
 
     __slots__ = ("_chat_url",)
@@ -41,7 +41,7 @@ class OpenAICompatProvider(HttpAdapter):
         self._chat_url = self._endpoint.target("/chat/completions")
 
     async def complete(self, request: ChatRequest) -> Completion:
-        """One completion, checked against SPEC rule 10."""
+        """One completion, checked against rule 10."""
         body = self._body(request, stream=False)
         payload = await self._endpoint.post_json(self._chat_url, body)
         if isinstance(payload, dict) and payload.get("error"):

@@ -104,7 +104,7 @@ def usage_chunk(id: str, model: str, created: int, usage: Usage) -> StreamChunk:
 
 
 def validate_completion(payload: Any, deployment: str) -> Completion:
-    """SPEC rule 10: at least one choice with a message (content may be empty), else malformed."""
+    """Rule 10: at least one choice with a message (content may be empty), else malformed."""
     if not isinstance(payload, dict):
         raise MalformedResponse("the body is not a JSON object", deployment=deployment, status=200)
     choices = payload.get("choices")

@@ -1,6 +1,6 @@
 """How long a provider asked us to wait, from its headers or its error body.
 
-SPEC.md's order: ``retry-after-ms``, then ``retry-after`` (seconds or an HTTP date), then the
+the order: ``retry-after-ms``, then ``retry-after`` (seconds or an HTTP date), then the
 provider's rate-limit reset headers, then (Gemini) the ``RetryInfo.retryDelay`` in the error body:
 
 - OpenAI, Groq and other OpenAI clones: ``x-ratelimit-reset-requests`` / ``-tokens`` as Go-style

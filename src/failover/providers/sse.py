@@ -9,7 +9,11 @@ What an upstream can make it hold is bounded, and the work it can make it do is 
 still without its end is kept as the pieces that came (each read's bytes are scanned for line
 ends once, never the whole line again), and a line, or an event's data, over ``limit`` bytes
 (:data:`MAX_EVENT` by default) is a :class:`~failover.errors.MalformedResponse` naming the
-bound; what was held is let go before it is raised.
+bound; what was held is let go before it is raised. An event's data is held as the one buffer
+of bytes it will be decoded from, its lines joined by their newlines, so the bound is what it
+holds: an empty ``data:`` line is the newline it adds (a line of nothing is not free: a stream
+of them, never ending its event, would otherwise grow a list without limit), and no line holds
+an object of its own.
 
 >>> parser = SSEParser()
 >>> parser.feed(b"event: ping\\ndata: {}\\n\\ndata: a\\r\\ndata: b\\r\\n")
@@ -63,7 +67,6 @@ class SSEParser:
         "_limit",
         "_partial",
         "_partial_size",
-        "_size",
         "_skip_lf",
         "_started",
     )
@@ -73,9 +76,9 @@ class SSEParser:
         self._deployment = deployment
         self._partial: list[bytes] = []  # the pieces of a line whose end has not come yet
         self._partial_size = 0
-        self._data: list[str] = []
-        self._size = 0  # bytes of the current event's data
-        self._has_data = False
+        # The current event's data lines, joined by newlines: decoded once, when it dispatches.
+        self._data = bytearray()
+        self._has_data = False  # a data line came (its data may be empty)
         self._event = ""
         self._id: str | None = None
         self._skip_lf = False  # the last read ended in CR: a leading LF belongs to that line end
@@ -125,24 +128,29 @@ class SSEParser:
                 if len(line) > limit:
                     raise self._too_large("a line")
         events: list[SSEEvent] = []
-        size = self._size
+        data = self._data
         for line in lines:
             if not line:
                 if self._has_data:
                     events.append(self._dispatch())
-                    size = 0
+                    data = self._data
                 else:
                     self._event = ""
-            elif line[:5] == b"data:":  # nearly every line: parsed here, not in _field
+                continue
+            if line[:5] == b"data:":  # nearly every line: parsed here, not in _field
                 value = line[6:] if line[5:6] == b" " else line[5:]
-                size += len(value)
-                if size > limit:
-                    raise self._too_large("an event")
-                self._data.append(value.decode("utf-8", "replace"))
-                self._has_data = True
+            elif line == b"data":  # "data" alone: an empty data line
+                value = b""
             else:
                 self._field(line)
-        self._size = size
+                continue
+            if self._has_data:
+                data.append(10)  # the newline that joins it to the line before
+            else:
+                self._has_data = True
+            data += value
+            if len(data) > limit:
+                raise self._too_large("an event")
         return events
 
     def close(self) -> list[SSEEvent]:
@@ -161,8 +169,7 @@ class SSEParser:
         """The error for a line or event over the bound, all that was held let go first."""
         self._partial = []
         self._partial_size = 0
-        self._data = []
-        self._size = 0
+        self._data = bytearray()
         self._has_data = False
         return MalformedResponse(
             f"the event stream sent {what} over {self._limit} bytes (its bound)",
@@ -171,26 +178,23 @@ class SSEParser:
         )
 
     def _field(self, line: bytes) -> None:
-        """Any line but ``data:`` ones (see :meth:`feed`)."""
+        """Any line but data lines (see :meth:`feed`)."""
         if line[:1] == b":":
             return  # a comment: keep-alive
         name, sep, value = line.partition(b":")
         if sep and value[:1] == b" ":
             value = value[1:]
-        if name == b"data":  # "data" alone: an empty data line
-            self._data.append(value.decode("utf-8", "replace"))
-            self._has_data = True
-        elif name == b"event":
+        if name == b"event":
             self._event = value.decode("utf-8", "replace")
         elif name == b"id" and b"\0" not in value:
             self._id = value.decode("utf-8", "replace")
         # "retry" and unknown fields are ignored: reconnection is not ours to do.
 
     def _dispatch(self) -> SSEEvent:
-        data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+        # One decoding for the whole event: a UTF-8 sequence cannot span the newlines (ASCII).
+        data = self._data.decode("utf-8", "replace")
         event = SSEEvent(self._event or "message", data, self._id)
-        self._data = []
-        self._size = 0
+        self._data = bytearray()  # a new one: clear() would keep a large event's buffer
         self._has_data = False
         self._event = ""
         return event

@@ -15,6 +15,12 @@ of CPU per request through aiohttp's client and 67 µs through this one.
   then fails with :class:`PoolTimeout`: failover gave up before the upstream was asked anything,
   so it says nothing of the provider's health (the caller keeps the wait shorter than its own
   timeout, which would).
+- Waiting requests are served first come, first served: a connection put back, or the place of
+  one closed, is handed to the first of them, and a request that arrives while any wait queues
+  behind them. (Were it left for whoever looks first, a busy origin's newcomers, which look
+  before the woken request runs, would take every one, and the request waiting longest would
+  time out while later ones are served.) A request cancelled once something was handed to it
+  hands it on.
 - :meth:`Wire.request` sends one request and returns its :class:`WireResponse` once the status
   line and headers are in; the body is read from it (:meth:`~WireResponse.read`, bounded,
   :meth:`~WireResponse.readany`).
@@ -31,22 +37,23 @@ of CPU per request through aiohttp's client and 67 µs through this one.
   unread. Bytes past the end of an answer drop its connection.
 
 **The keep-alive race.** A server may close an idle kept-alive connection at any moment, also
-just as we reuse it: the request then meets a closed connection and the answer is a reset or an
-end before its first byte. That is our pooling, not the provider's failure, so the request goes
-once more, on a new connection, when it cannot have been worked on:
+just as we reuse it. Two cases, told apart by what had reached us when the request was written:
 
-- a GET always: it is idempotent (RFC 9110 §9.2.2);
-- any other request (a POST: a completion, billed) only when the close reached us within the
-  connection's handshake time (one round trip or more) plus 50 ms of event-loop slack after the
-  request was written. A request needs half a round trip to reach the server and a close another
-  half to come back, so a close that quick left the server before, or within moments of, the
-  request's arrival: nothing can have been done with it. A close that comes later may follow a
-  request the server read and began (a crash, a deploy): it is the provider's failure, and the
-  engine, which alone decides retries (SPEC), decides. RFC 9110 lets a client retry a
-  non-idempotent request only with "some means to detect that the original request was never
-  applied"; the timing is that means. General clients are stricter because they cannot know the
-  traffic: aiohttp resends idempotent methods only (RFC 9112 §9.3.1), Go's net/http a POST only
-  when nothing of it was written.
+- The close (an end, a reset) arrived before: the event loop, busy elsewhere, had not yet seen
+  it. So, before a kept-alive connection is written again, its socket is asked (``poll``, no
+  wait) whether anything is there to read: on an idle HTTP/1.1 connection anything at all (an
+  end, a reset, stray bytes, a TLS close alert) means it cannot be used. It is dropped unwritten
+  and the request takes another connection; nothing was sent, so any request, a POST too, is
+  safe, and it is not the provider's failure.
+- The close arrived after the request was written: the server may have read it, and begun it
+  (a completion, billed) before it crashed or was deployed over. From here on no timing tells a
+  close that crossed the request on the wire from one that followed work (a window long enough
+  to be safe on a distant provider is wide enough, on a busy event loop, to take in a crash
+  200 ms into the work). So a GET, idempotent (RFC 9110 §9.2.2), goes once more on a new
+  connection, and any other request does not: it fails as a cut connection, and the engine,
+  which alone decides retries (rule 2), decides. This is Go's net/http rule (a non-idempotent
+  request is resent only when nothing of it was written), with the check before writing made
+  explicit; aiohttp resends idempotent methods only (RFC 9112 §9.3.1).
 
 A resend happens at most once per request, on a new connection that is never resent again, so
 retries never multiply; a timeout, a malformed answer or any byte heard is never resent.
@@ -61,6 +68,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import enum
+import select
 import ssl
 from collections import deque
 from typing import NamedTuple, cast
@@ -78,16 +87,26 @@ __all__ = [
     "WireResponse",
 ]
 
-MAX_BODY = 32 * 1024 * 1024
-"""The default bound of a body read whole (:meth:`WireResponse.read`)."""
+MAX_BODY = 16 * 1024 * 1024
+"""The default bound of a body read whole (:meth:`WireResponse.read`), 16 MiB: four times the
+text of a million-token answer (about 4 MB), when the longest answers models write today are
+some 128k tokens (half a megabyte). A body is held twice for a moment, its pieces and their
+join; what decoding it may cost beside is bounded apart (``http.MAX_JSON_VALUES``)."""
 
 _HIGH_WATER = 256 * 1024
 """Unread answer bytes above which the connection stops reading (the provider is held back)."""
 _LOW_WATER = 64 * 1024
 _MAX_HEAD = 64 * 1024
 """Bytes of status line and headers (interim answers included) an answer may take."""
-_RACE_SLACK = 0.05
-"""Seconds of event-loop delay allowed, beyond the handshake, in noticing a keep-alive race."""
+_POLL = getattr(select, "poll", None)  # not on Windows: there idle connections are not asked
+
+
+class _Grant(enum.Enum):
+    """What a waiting request is handed, beside a connection."""
+
+    PLACE = "a place under the limit: connect"
+    EXPIRED = "the wait is over"
+    CLOSED = "the client closed"
 
 
 class BodyCut(ConnectionError):
@@ -291,25 +310,28 @@ class WireResponse:
 
 
 class _Pool:
-    """One origin's connections: the idle ones (newest last), how many are open or being made,
-    and the requests waiting for one."""
+    """One origin's connections: the idle ones (newest last), how many places under the limit
+    are taken, and the requests waiting, first come first."""
 
     __slots__ = ("count", "idle", "waiters")
 
     def __init__(self) -> None:
         self.idle: list[_Connection] = []
-        self.count = 0  # open connections (idle or in use) and connections being made
-        # True when woken (a connection was put back or a place freed), False when given up.
-        self.waiters: deque[asyncio.Future[bool]] = deque()
+        # Places taken: open connections (idle or in use), connections being made, and places
+        # handed to a waiting request that has not used them yet.
+        self.count = 0
+        # Only pending futures: one handed something, given up or cancelled is taken off.
+        self.waiters: deque[asyncio.Future[_Connection | _Grant]] = deque()
 
-    def wake(self) -> None:
-        """A connection was put back or a place freed: the first request waiting looks again."""
+    def hand(self, grant: _Connection | _Grant) -> bool:
+        """Give ``grant`` to the first request waiting; False when none waits."""
         waiters = self.waiters
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
-                waiter.set_result(True)
-                return
+                waiter.set_result(grant)
+                return True
+        return False
 
 
 class _Connection(asyncio.Protocol):
@@ -325,7 +347,10 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
-        self.handshake = 0.0  # seconds it took to connect: at least one round trip
+        # Handed to a waiting request that has not taken it yet: if it closes meanwhile, its
+        # place stays that request's (see Wire._forget).
+        self.handed = False
+        self._poll: select.poll | None = None  # asks the socket, unwaited, if it has input
         self._parser = httptools.HttpResponseParser(self)
         self._response: WireResponse | None = None
         self._headers_ready: asyncio.Future[WireResponse] | None = None
@@ -334,7 +359,6 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._reading = True
         self.sent = 0  # requests sent on this connection
-        self.sent_at = 0.0  # loop time the current request was written
         self.heard = False  # a byte of the current request's answer arrived
         self._head_size = 0
 
@@ -355,14 +379,18 @@ class _Connection(asyncio.Protocol):
         else:
             transport.write(head)
         self._timeout = silence
-        self.sent_at = self._last_read = self.loop.time()
+        self._last_read = self.loop.time()
         self._timer = self.loop.call_at(self._last_read + silence, self._check_silence)
         return ready
 
-    def closed_at_once(self) -> bool:
-        """The connection ended too soon after the request was written for the server to have
-        read it (the keep-alive race; see the module's docstring)."""
-        return self.loop.time() - self.sent_at <= self.handshake + _RACE_SLACK
+    def usable(self) -> bool:
+        """Fit to be written again: open, and nothing has arrived on it since its last answer,
+        not even an end the loop has not seen yet (the keep-alive race; the module's
+        docstring)."""
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            return False
+        return self._poll is None or not self._poll.poll(0)
 
     def finished(self, *, reuse: bool) -> None:
         """The answer is done with: back to the pool, or closed."""
@@ -407,6 +435,10 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's are not subclasses of asyncio.Transport, only alike).
         self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")  # under TLS too: the raw one
+        if _POLL is not None and sock is not None:
+            self._poll = _POLL()
+            self._poll.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         if self._response is None:
@@ -439,6 +471,7 @@ class _Connection(asyncio.Protocol):
             error = BodyCut("the connection closed before the answer ended")
         self._failed(error)
         self.closed = True
+        self._poll = None
         self._stop_timer()
         self.wire._forget(self)
         self._response = None  # the response refers back to this connection
@@ -538,7 +571,7 @@ class Wire:
         self.limit = limit
         self.keepalive_timeout = keepalive_timeout
         self._pools: dict[Origin, _Pool] = {}
-        self._open: set[_Connection] = set()
+        self._open: set[_Connection] = set()  # made, not yet closed: each holds its place
         self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -566,14 +599,10 @@ class Wire:
         try:
             return await self._exchange(connection, head, body, silence)
         except (BodyCut, ConnectionResetError, BrokenPipeError):
-            if (
-                not reused
-                or connection.heard
-                or not (head.startswith(b"GET ") or connection.closed_at_once())
-            ):
+            if not reused or connection.heard or not head.startswith(b"GET "):
                 raise
-        # The keep-alive race (the module's docstring): the server closed this connection as
-        # it was reused, before it could have read the request. Once more, on a new one.
+        # A GET on a kept-alive connection that closed under it unanswered (the module's
+        # docstring): once more, on a new one.
         connection = await self._connection(origin, silence, wait, fresh=True)
         return await self._exchange(connection, head, body, silence)
 
@@ -595,14 +624,12 @@ class Wire:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
-        for connection in list(self._open):
-            connection.abort()
         for pool in self._pools.values():
             pool.idle.clear()
-            for waiter in pool.waiters:
-                if not waiter.done():
-                    waiter.set_result(False)  # it looks again, and finds the wire closed
-            pool.waiters.clear()
+            while pool.hand(_Grant.CLOSED):
+                pass
+        for connection in list(self._open):
+            connection.abort()
 
     # -- the pools ------------------------------------------------------------------------
 
@@ -610,59 +637,82 @@ class Wire:
         self, origin: Origin, silence: float, wait: float, *, fresh: bool = False
     ) -> _Connection:
         """An idle connection to ``origin`` (unless ``fresh``), else a new one within its
-        limit, else the first freed within ``wait`` seconds."""
+        limit, else what is handed first to the requests waiting, within ``wait`` seconds."""
+        if self._closed:
+            raise ConnectionError("the client is closed")
         pool = self._pools.get(origin)
         if pool is None:
             pool = self._pools[origin] = _Pool()
-        give_up_at: float | None = None
-        while True:
-            if self._closed:
-                raise ConnectionError("the client is closed")
+        if not pool.waiters:  # else everything freed goes to those already waiting
             idle = pool.idle
             while idle and not fresh:
                 connection = idle.pop()
-                transport = connection.transport
-                if not connection.closed and transport is not None and not transport.is_closing():
+                if connection.usable():
                     return connection
-                connection.abort()
+                connection.abort()  # its place is free again
             if pool.count < self.limit:
+                pool.count += 1
                 return await self._connect(pool, origin, silence)
-            if fresh and idle:
-                idle[0].abort()  # room for the new connection: the oldest idle one goes
-                continue
-            loop = asyncio.get_running_loop()
-            if give_up_at is None:
-                give_up_at = loop.time() + wait
-            await self._wait_for_room(pool, origin, give_up_at - loop.time(), wait)
+            if idle:  # fresh, at the limit: the oldest idle connection makes room
+                self._retire(idle.pop(0))
+                return await self._connect(pool, origin, silence)
+        grant = await self._queue(pool, origin, wait)
+        if grant is _Grant.PLACE:
+            return await self._connect(pool, origin, silence)
+        assert isinstance(grant, _Connection)
+        grant.handed = False
+        if grant.closed:  # closed since it was handed: its place was kept (_forget)
+            return await self._connect(pool, origin, silence)
+        if fresh or not grant.usable():
+            self._retire(grant)
+            return await self._connect(pool, origin, silence)
+        return grant
 
-    async def _wait_for_room(self, pool: _Pool, origin: Origin, left: float, wait: float) -> None:
-        if left <= 0:
+    async def _queue(self, pool: _Pool, origin: Origin, wait: float) -> _Connection | _Grant:
+        """Wait behind the requests already waiting for what is handed next: a connection, or
+        a place (:attr:`_Grant.PLACE`, then this request holds it)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[_Connection | _Grant] = loop.create_future()
+        pool.waiters.append(waiter)
+        timer = loop.call_later(wait, _give_up, pool.waiters, waiter)
+        try:
+            grant = await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                # Handed something in the moment it was cancelled: it goes to the next.
+                self._hand_on(pool, waiter.result())
+            else:
+                waiter.cancel()  # nothing can be handed to it now
+                _discard(pool.waiters, waiter)
+            raise
+        finally:
+            timer.cancel()
+        if grant is _Grant.EXPIRED:
             raise PoolTimeout(
                 f"no connection to {origin.host}:{origin.port} was free within {wait:g}s "
                 f"(all {self.limit} busy)"
             )
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
-        pool.waiters.append(waiter)
-        timer = loop.call_later(left, _give_up, waiter)
-        try:
-            await waiter  # a connection was freed or put back, or the wait is over: look again
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.result():
-                pool.wake()  # the wake-up was ours: pass it on
-            raise
-        finally:
-            timer.cancel()
-            if waiter.cancelled() or not waiter.result():
-                _discard(pool.waiters, waiter)  # a wake-up took it off already otherwise
+        if grant is _Grant.CLOSED:
+            raise ConnectionError("the client is closed")
+        return grant
+
+    def _hand_on(self, pool: _Pool, grant: _Connection | _Grant) -> None:
+        """What a cancelled request was handed goes to the next one (or back to the pool)."""
+        if isinstance(grant, _Connection):
+            grant.handed = False
+            if grant.closed:
+                self._free_place(pool)
+            else:
+                self._put_back(grant)
+        elif grant is _Grant.PLACE:
+            self._free_place(pool)
 
     async def _connect(self, pool: _Pool, origin: Origin, silence: float) -> _Connection:
-        if self._closed:
-            raise ConnectionError("the client is closed")
+        """A new connection, in the place the caller holds (freed again if it fails)."""
         loop = asyncio.get_running_loop()
-        pool.count += 1
-        started = loop.time()
         try:
+            if self._closed:
+                raise ConnectionError("the client is closed")
             async with asyncio.timeout(silence):
                 _, connection = await loop.create_connection(
                     lambda: _Connection(self, pool, origin, loop),
@@ -672,13 +722,10 @@ class Wire:
                     server_hostname=origin.host if origin.ssl is not None else None,
                 )
         except BaseException:
-            pool.count -= 1
-            pool.wake()  # the place it held is someone else's to use
+            self._free_place(pool)
             raise
-        connection.handshake = loop.time() - started
         if connection.closed:  # lost before we got it: it never counted as open
-            pool.count -= 1
-            pool.wake()
+            self._free_place(pool)
             raise BodyCut("the connection closed as it was made")
         self._open.add(connection)
         if self._closed:
@@ -686,25 +733,40 @@ class Wire:
             raise ConnectionError("the client is closed")
         return connection
 
+    def _free_place(self, pool: _Pool) -> None:
+        """A place under the limit is free: the first request waiting takes it, or it is
+        counted free."""
+        if not (pool.waiters and pool.hand(_Grant.PLACE)):
+            pool.count -= 1
+
+    def _retire(self, connection: _Connection) -> None:
+        """Drop ``connection`` but keep its place: the caller connects in it."""
+        self._open.discard(connection)  # so that _forget frees nothing
+        connection.abort()
+
     def _put_back(self, connection: _Connection) -> None:
         if self._closed:
             connection.abort()
             return
-        connection.idle_since = connection.loop.time()
         pool = connection.pool
+        if pool.waiters and pool.hand(connection):
+            connection.handed = True
+            return
+        connection.idle_since = connection.loop.time()
         pool.idle.append(connection)
         if self._sweep is None:
             self._sweep = connection.loop.call_later(self.keepalive_timeout, self._sweep_idle)
-        pool.wake()
 
     def _forget(self, connection: _Connection) -> None:
+        """``connection`` closed: its place is freed (kept, if it was handed to a request that
+        has not taken it yet: that request connects in it)."""
         if connection in self._open:
             self._open.discard(connection)
             pool = connection.pool
-            pool.count -= 1
             if connection in pool.idle:
                 pool.idle.remove(connection)
-            pool.wake()
+            if not connection.handed:
+                self._free_place(pool)
 
     def _sweep_idle(self) -> None:
         self._sweep = None
@@ -721,14 +783,25 @@ class Wire:
 
     def __repr__(self) -> str:
         idle = sum(len(pool.idle) for pool in self._pools.values())
-        return f"<Wire open={len(self._open)} idle={idle} limit={self.limit} per origin>"
+        waiting = sum(len(pool.waiters) for pool in self._pools.values())
+        return (
+            f"<Wire open={len(self._open)} idle={idle} waiting={waiting} "
+            f"limit={self.limit} per origin>"
+        )
 
 
-def _give_up(waiter: asyncio.Future[bool]) -> None:
+def _give_up(
+    waiters: deque[asyncio.Future[_Connection | _Grant]],
+    waiter: asyncio.Future[_Connection | _Grant],
+) -> None:
     if not waiter.done():
-        waiter.set_result(False)
+        waiter.set_result(_Grant.EXPIRED)
+        _discard(waiters, waiter)
 
 
-def _discard(waiters: deque[asyncio.Future[bool]], waiter: asyncio.Future[bool]) -> None:
-    with contextlib.suppress(ValueError):  # already taken off by a wake-up
+def _discard(
+    waiters: deque[asyncio.Future[_Connection | _Grant]],
+    waiter: asyncio.Future[_Connection | _Grant],
+) -> None:
+    with contextlib.suppress(ValueError):  # already taken off by a hand-over
         waiters.remove(waiter)

@@ -1,44 +1,34 @@
 """Answers in OpenAI's shapes: JSON bodies, error objects, and the headers they carry.
 
-Every error the gateway gives is ``{"error": {"message", "type", "code", "param"}}`` with the
-status of SPEC's HTTP API. Answers that do not depend on the request are built once, here, as
-bytes. :func:`engine_error` turns what the engine raised into its answer through
-:func:`~failover.engine.failure_status` (the mapping the tests of the engine share); those
-answers come after failover already tried, so they carry ``x-should-retry: false`` and the
-official SDKs do not multiply the retries.
+Every error in this shape is ``{"error": {"message", "type", "code", "param"}}`` with the status
+of docs/semantics.md. Answers that do not depend on the request are built once, as bytes, by
+their callers. :func:`openai_error` renders a :class:`~failover.server.status.Problem` (what a
+failed request is answered with) in this shape: the chat surface's errors and the gateway's own
+(401, 404, 413, 429) use it.
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import orjson
 
-from failover.engine.failure import failure_status
-from failover.errors import (
-    AllTargetsFailed,
-    ErrorClass,
-    NoTargetAvailable,
-    UpstreamError,
-)
+from failover.server.status import SHOULD_NOT_RETRY, Header, Problem, retry_after_headers
 
 __all__ = [
     "CONNECTION_CLOSE",
     "CONTENT_JSON",
     "SHOULD_NOT_RETRY",
     "ErrorAnswer",
-    "engine_error",
+    "Header",
     "error",
     "error_body",
+    "openai_error",
     "retry_after_headers",
     "type_for",
 ]
 
-Header = tuple[bytes, bytes]
-
 CONTENT_JSON: Header = (b"content-type", b"application/json")
-SHOULD_NOT_RETRY: Header = (b"x-should-retry", b"false")
 CONNECTION_CLOSE: Header = (b"connection", b"close")
 
 # OpenAI's error ``type`` for each status we answer.
@@ -99,49 +89,13 @@ def error(
     )
 
 
-def retry_after_headers(seconds: float | None) -> tuple[Header, ...]:
-    """``retry-after`` in whole seconds (rounded up, at least 1) and ``retry-after-ms``.
-
-    >>> retry_after_headers(0.25)
-    ((b'retry-after', b'1'), (b'retry-after-ms', b'250'))
-    """
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return ()
-    whole = max(1, math.ceil(seconds))
-    return ((b"retry-after", b"%d" % whole), (b"retry-after-ms", b"%d" % math.ceil(seconds * 1000)))
-
-
-def engine_error(exc: BaseException, *, extra: tuple[Header, ...] = ()) -> ErrorAnswer:
-    """The answer to an error the engine raised (after failover tried), per SPEC's HTTP API.
-
-    A provider's 400 (rule 9) is answered as the provider worded it; the other answers name the
-    route and the class of the failure, never an upstream URL or key.
-    """
-    status, code, retry_after = failure_status(exc)
-    headers = (SHOULD_NOT_RETRY, *retry_after_headers(retry_after), *extra)
-    if isinstance(exc, UpstreamError):
-        # The provider's own words (adapters redact keys from them), and its type when it gave one.
-        type = exc.type if status < 500 and exc.type else None
-        return error(status, exc.message, code, type=type, headers=headers)
-    return error(status, _describe(exc, code), code, headers=headers)
-
-
-def _describe(exc: BaseException, code: str) -> str:
-    if isinstance(exc, NoTargetAvailable):
-        return f"route {exc.route!r}: no deployment is available (circuits open or cooling down)"
-    if isinstance(exc, AllTargetsFailed):
-        last = exc.errors[-1] if exc.errors else None
-        if (
-            isinstance(last, UpstreamError)
-            and last.error_class is ErrorClass.CONTEXT_OVERFLOW
-            and code == "context_length_exceeded"
-        ):
-            return last.message  # the client must shorten its request: tell it by how much
-        where = f" at deployment {last.deployment!r}" if isinstance(last, UpstreamError) else ""
-        if exc.deadline_passed:
-            return f"route {exc.route!r}: the deadline passed before any attempt succeeded"
-        return (
-            f"route {exc.route!r}: every attempt failed ({len(exc.errors)}); "
-            f"the last failure was {code}{where}"
-        )
-    return "internal error"
+def openai_error(problem: Problem) -> ErrorAnswer:
+    """``problem`` as an OpenAI-shaped error answer."""
+    return error(
+        problem.status,
+        problem.message,
+        problem.code,
+        param=problem.param,
+        type=problem.type,
+        headers=problem.headers,
+    )

@@ -1,11 +1,11 @@
 """The gateway's ASGI application: no framework, one dict lookup from path to endpoint.
 
-:class:`GatewayApp` serves SPEC's HTTP API in front of a :class:`~failover.gateway.Gateway`:
+:class:`GatewayApp` serves docs/semantics.md in front of a :class:`~failover.gateway.Gateway`:
 
 =========================  ======  ====  =====================================================
 path                       method  auth  answer
 =========================  ======  ====  =====================================================
-/v1/chat/completions       POST    yes   :mod:`failover.server.chat` (JSON or SSE)
+/v1/chat/completions       POST    yes   :mod:`failover.server.surfaces.chat` (JSON or SSE)
 /v1/models                 GET     yes   the routes and deployments, OpenAI's list shape
 /v1/status                 GET     yes   each deployment's health row
 /v1/requests/{id}          GET     yes   one request's record (the admin: any; a client: its own)
@@ -35,6 +35,7 @@ connections) when the app owns it. Records and metrics come from the gateway's
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -44,20 +45,19 @@ from dataclasses import dataclass
 import orjson
 
 from failover.clock import Clock, LoopClock
-from failover.engine import failure_status
-from failover.errors import ClientRateLimited
+from failover.errors import ClientRateLimited, StoreError
 from failover.gateway import Gateway
-from failover.observe.store import StoreError
 from failover.server import answers
 from failover.server.answers import CONTENT_JSON, ErrorAnswer, Header
 from failover.server.auth import Authenticator
-from failover.server.chat import ChatHandler
-from failover.server.context import RequestHook
 from failover.server.exchange import Exchange, Receive, Scope, Send
-from failover.server.info import is_request_id, models_body, status_body, status_reader
+from failover.server.info import is_request_id, models_body, status_body
 from failover.server.limits import LocalLimiter, Rate, rates_for
 from failover.server.openapi import openapi_document
 from failover.server.shared_limits import SharedLimiter
+from failover.server.status import Problem, problem_for
+from failover.server.surface import SurfaceHandler
+from failover.server.surfaces import surface_codecs
 
 __all__ = ["GatewayApp", "Phase"]
 
@@ -76,19 +76,23 @@ class Phase(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class _Endpoint:
-    """One path: a handler per method, whether it needs a key, and its inbound limit."""
+    """One path: a handler per method, whether it needs a key, its inbound limit, and its
+    answers to a wrong method, a missing key and a client over its limit, in the error shape
+    of its API (a surface's own; OpenAI's for the others)."""
 
     path: str
     handlers: dict[str, Handler]
     auth: bool
     rate: Rate | None
+    render: Callable[[Problem], ErrorAnswer]
     not_allowed: ErrorAnswer
+    unauthorized: ErrorAnswer
 
 
 _NOT_FOUND = answers.error(404, "no such path", "not_found")
-_UNAUTHORIZED = answers.error(
+_UNAUTHORIZED = Problem(
     401,
-    "missing or invalid API key: send it as 'Authorization: Bearer KEY'",
+    "missing or invalid API key: send it as 'Authorization: Bearer KEY' (or 'x-api-key: KEY')",
     "invalid_api_key",
     headers=((b"www-authenticate", b"Bearer"),),
 )
@@ -115,10 +119,11 @@ worker 10 s after the drain, which the request log's own flush also needs)."""
 class GatewayApp:
     """The ASGI 3 application of the HTTP gateway.
 
-    ``hook`` is told of each chat request once answered (the request log);
+    Each surface (:mod:`failover.server.surfaces`) is served by one
+    :class:`~failover.server.surface.SurfaceHandler` through the gateway's front door.
     ``on_startup`` runs at the lifespan's startup, before ``/ready`` says 200 (e.g. the start-up
     probe of every deployment); ``owns_gateway``: close the gateway at the lifespan's shutdown.
-    ``clock`` times the inbound limits and the requests; ``wall_clock`` dates them.
+    ``clock`` times the inbound limits; ``wall_clock`` dates the model list.
 
     >>> app = GatewayApp(Gateway.from_dict(config))  # doctest: +SKIP
     >>> uvicorn.run(app, loop="uvloop", http="httptools", access_log=False)  # doctest: +SKIP
@@ -128,7 +133,6 @@ class GatewayApp:
         self,
         gateway: Gateway,
         *,
-        hook: RequestHook | None = None,
         on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
         owns_gateway: bool = True,
         clock: Clock | None = None,
@@ -144,18 +148,17 @@ class GatewayApp:
         self._auth = Authenticator(server.api_keys, server.admin_key)
         self._local = LocalLimiter()
         self._shared: SharedLimiter | None = None
-        self._chat = ChatHandler(
-            gateway,
-            max_body_bytes=server.max_body_bytes,
-            hook=hook,
-            now=self._clock.now,
-            wall_clock=wall_clock,
-        )
+        self._surfaces = [
+            SurfaceHandler(gateway, codec, max_body_bytes=server.max_body_bytes)
+            for codec in surface_codecs()
+        ]
+        renders: dict[str, Callable[[Problem], ErrorAnswer]] = {
+            surface.path: surface.codec.error for surface in self._surfaces
+        }
         self._models = models_body(config, int(wall_clock()))
-        self._status = status_reader(gateway.health)
         self._openapi = orjson.dumps(openapi_document(config))
         handlers: dict[str, dict[str, Handler]] = {
-            "/v1/chat/completions": {"POST": self._chat},
+            **{surface.path: {"POST": surface} for surface in self._surfaces},
             "/v1/models": self._get(self._list_models),
             "/v1/status": self._get(self._read_status),
             "/health": self._get(self._health),
@@ -167,17 +170,12 @@ class GatewayApp:
         rates = rates_for(server.rate_limits, list(handlers))
         own = server.rate_limits.paths if server.rate_limits is not None else {}
         self._endpoints = {
-            path: _Endpoint(
+            path: _endpoint(
                 path,
                 methods,
                 auth=path not in _OPEN,
                 rate=rates[path] if path not in _OPERATIONAL or path in own else None,
-                not_allowed=answers.error(
-                    405,
-                    f"{path} accepts {', '.join(m for m in methods if m != 'HEAD')} only",
-                    "method_not_allowed",
-                    headers=((b"allow", ", ".join(methods).encode()),),
-                ),
+                render=renders.get(path, answers.openai_error),
             )
             for path, methods in handlers.items()
         }
@@ -222,7 +220,7 @@ class GatewayApp:
         """
         self.begin_drain()
         try:
-            await self._chat.settle(_SETTLE_SECONDS)
+            await asyncio.gather(*(s.settle(_SETTLE_SECONDS) for s in self._surfaces))
             if self._shared is not None:
                 await self._shared.aclose()
         finally:
@@ -251,13 +249,13 @@ class GatewayApp:
             exchange.read_headers()
             identity = self._auth.identify(exchange.key) if exchange.key is not None else None
             if identity is None and endpoint.auth and self._auth.required:
-                await exchange.error(_UNAUTHORIZED)
+                await exchange.error(endpoint.unauthorized)
                 return
             key_id = identity.key_id if identity is not None else None
             if endpoint.rate is not None:
                 wait = await self._limit(key_id or exchange.client_address, endpoint)
                 if wait is not None:
-                    await exchange.error(_over_limit(wait))
+                    await exchange.error(_over_limit(wait, endpoint.render))
                     return
             await handler(exchange, key_id, identity is not None and identity.admin)
         except Exception:
@@ -282,7 +280,7 @@ class GatewayApp:
         await exchange.answer(200, _json_headers(self._models), self._models)
 
     async def _read_status(self, exchange: Exchange, key_id: str | None, admin: bool) -> None:
-        body = await status_body(self._status)
+        body = await status_body(self.gateway)
         await exchange.answer(200, _json_headers(body), body)
 
     async def _health(self, exchange: Exchange, key_id: str | None, admin: bool) -> None:
@@ -297,10 +295,10 @@ class GatewayApp:
         await exchange.answer(200, _json_headers(self._openapi), self._openapi)
 
     async def _metrics(self, exchange: Exchange, key_id: str | None, admin: bool) -> None:
-        observability = self.gateway.observability
-        body = observability.metrics_text()
+        gateway = self.gateway
+        body = gateway.metrics_text()
         headers = [
-            (b"content-type", observability.metrics_content_type.encode()),
+            (b"content-type", gateway.metrics_content_type.encode()),
             (b"content-length", b"%d" % len(body)),
         ]
         await exchange.answer(200, headers, body)
@@ -311,7 +309,7 @@ class GatewayApp:
             await exchange.error(_NO_RECORD)
             return
         try:
-            record = await self.gateway.observability.get_record(request_id)
+            record = await self.gateway.record(request_id)
         except StoreError:
             await exchange.error(_NO_LOG)
             return
@@ -363,14 +361,38 @@ def _json_headers(body: bytes) -> list[Header]:
     return [CONTENT_JSON, (b"content-length", b"%d" % len(body))]
 
 
-def _over_limit(wait: float) -> ErrorAnswer:
-    status, code, retry_after = failure_status(ClientRateLimited(wait))
-    return answers.error(
-        status,
-        f"rate limit exceeded: retry after {max(1, round(wait))}s",
-        code,
-        headers=answers.retry_after_headers(retry_after),
+def _endpoint(
+    path: str,
+    handlers: dict[str, Handler],
+    *,
+    auth: bool,
+    rate: Rate | None,
+    render: Callable[[Problem], ErrorAnswer],
+) -> _Endpoint:
+    allowed = ", ".join(m for m in handlers if m != "HEAD")
+    not_allowed = Problem(
+        405,
+        f"{path} accepts {allowed} only",
+        "method_not_allowed",
+        headers=((b"allow", ", ".join(handlers).encode()),),
     )
+    return _Endpoint(
+        path,
+        handlers,
+        auth,
+        rate,
+        render,
+        not_allowed=render(not_allowed),
+        unauthorized=render(_UNAUTHORIZED),
+    )
+
+
+def _over_limit(wait: float, render: Callable[[Problem], ErrorAnswer]) -> ErrorAnswer:
+    problem = problem_for(ClientRateLimited(wait))
+    message = f"rate limit exceeded: retry after {max(1, round(wait))}s"
+    # Refused before failover tried anything: the client may retry (no x-should-retry: false).
+    headers = tuple(h for h in problem.headers if h[0] != b"x-should-retry")
+    return render(problem._replace(message=message, headers=headers))
 
 
 def _safe(exc: BaseException) -> str:

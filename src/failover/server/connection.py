@@ -9,7 +9,7 @@ connection; bad HTTP is answered 400 the same way.
 Towards the client, at most ``write_buffer_bytes`` of an answer wait in the connection's buffer
 before the sender waits (a stream's next chunk, and through it the upstream's connection), and a
 client that takes nothing of what is buffered for ``write_timeout`` is taken for gone: its
-connection is reset, and its request is cancelled as if it had disconnected (SPEC rule 6: every
+connection is reset, and its request is cancelled as if it had disconnected (rule 6: every
 attempt cancelled, upstream connections closed, no health change; recorded as ``cancelled``).
 """
 

@@ -10,21 +10,17 @@ record at all; any other is answered 404 without asking the store.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 
 from failover.config import Config
-from failover.health.base import Health
-from failover.health.breaker import DeploymentStatus
+from failover.gateway import Gateway
 
-__all__ = ["MAX_REQUEST_ID", "StatusReader", "is_request_id", "models_body", "status_reader"]
+__all__ = ["MAX_REQUEST_ID", "is_request_id", "models_body", "status_body"]
 
 MAX_REQUEST_ID = 128
 """The longest id ``GET /v1/requests/{id}`` looks up (failover's own are 28 characters)."""
-
-StatusReader = Callable[[], Awaitable[Mapping[str, DeploymentStatus]]]
 
 
 def models_body(config: Config, created: int) -> bytes:
@@ -76,13 +72,7 @@ def is_request_id(text: str) -> bool:
     return 0 < len(text) <= MAX_REQUEST_ID and "/" not in text and text.isprintable()
 
 
-def status_reader(health: Health) -> StatusReader | None:
-    """The health backend's ``status()`` (MemoryHealth and RedisHealth have one), or None."""
-    status = getattr(health, "status", None)
-    return status if callable(status) else None
-
-
-async def status_body(read: StatusReader | None) -> bytes:
+async def status_body(gateway: Gateway) -> bytes:
     """The ``GET /v1/status`` answer: ``{"object": "list", "data": [row, ...]}``."""
-    rows = await read() if read is not None else {}
+    rows = await gateway.status()
     return orjson.dumps({"object": "list", "data": [row.as_dict() for row in rows.values()]})

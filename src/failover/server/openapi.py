@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the gateway's HTTP API (``GET /openapi.json``), written by hand.
 
-It follows what the server really checks and answers (:mod:`~failover.server.validate`,
+It follows what the server really checks and answers (:mod:`~failover.server.surfaces.chat_checks`,
 :mod:`~failover.server.answers`), so that a schema-driven fuzzer (schemathesis) finds what the
 server does not do as documented. ``model`` lists the config's routes and deployments: the
 document is built for one config.
@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from failover.config import Config
-from failover.server.validate import MAX_DEPTH, MAX_TOKENS_CAP, ROLES
+from failover.jsondepth import MAX_DEPTH
+from failover.server.surfaces.chat_checks import MAX_TOKENS_CAP, ROLES
 
 __all__ = ["openapi_document"]
 

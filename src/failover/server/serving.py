@@ -38,11 +38,9 @@ import uvicorn
 import uvloop
 
 from failover.config import Config
-from failover.errors import ConfigError, FailoverError
-from failover.gateway import Gateway
-from failover.observe import Observability
-from failover.observe.logsafe import configure_logging
-from failover.observe.store import StoreError
+from failover.errors import CannotListen, ConfigError, StoreError
+from failover.gateway import Gateway, migrate_store
+from failover.logsafe import configure_logging
 from failover.server.app import GatewayApp
 from failover.server.connection import ConnectionLimits, GuardedHttpTools
 
@@ -81,10 +79,6 @@ def serve_command(
     except CannotListen as exc:
         print(f"failover serve: {exc}", file=sys.stderr)
         return 1
-
-
-class CannotListen(FailoverError):
-    """The address is taken, or not this process' to bind."""
 
 
 def check_workers(config: Config, workers: int) -> None:
@@ -281,15 +275,8 @@ def _worker(
 def _migrate_once(config: Config) -> None:
     """Run the request log's migrations once, before the workers would all try at once."""
 
-    async def migrate() -> None:
-        observability = Observability.from_config(config)
-        try:
-            await observability.migrate()
-        finally:
-            await observability.aclose()
-
     try:
-        uvloop.run(migrate())
+        uvloop.run(migrate_store(config))
     except StoreError as exc:
         # A store that is down must not keep the gateway from serving; each worker tries again.
         logger.warning("request log migrations not run (%s); the workers will retry", exc)

@@ -9,6 +9,9 @@
 """
 
 from failover.state.redis_health import RedisHealth
-from failover.state.redis_store import RedisHealthStore, StateUnavailable
+from failover.state.redis_store import RedisHealthStore
 
-__all__ = ["RedisHealth", "RedisHealthStore", "StateUnavailable"]
+__all__ = [
+    "RedisHealth",
+    "RedisHealthStore",
+]

@@ -17,9 +17,11 @@ cannot shift the fields after it.
 
 Anything may be in Redis: another program, an old version, a hand-typed ``HSET``. ADMIT and
 REPORT check the stored record as :func:`machine.plausible` does (numbers as our ``fmt`` writes
-them: decimal, finite, within the policy's bounds, which ARGV carries; a known state and error
-class; the four fields ``save`` always writes present; a hash at all, and not one holding only
-someone else's fields, without a TTL). A record that fails is treated as absent: deleted, and
+them: decimal, finite, not negative, within the bounds no policy exceeds, generated from
+:data:`machine.MAX_WAIT` and :data:`machine.MAX_AHEAD` and not from this gateway's config, so that
+gateways running different configs on one Redis honour each other's records; a known state and
+error class; the four fields ``save`` always writes present; a hash at all, and not one holding
+only someone else's fields, without a TTL). A record that fails is treated as absent: deleted, and
 written afresh only if the move changes it; the answer says so (``reset``). The Python side
 checks READ's raw fields by the same rules (:mod:`failover.state.redis_store`), and a
 differential test pins the two together.
@@ -65,6 +67,8 @@ local HOLDS = {{{_HOLDS}}}
 local STATES = {{{_STATES}}}
 local MAX_FAILURES = {machine.MAX_FAILURES}
 local MAX_RETRY_AFTER = {machine.MAX_RETRY_AFTER!r}
+local MAX_WAIT = {machine.MAX_WAIT!r}
+local MAX_AHEAD = {machine.MAX_AHEAD!r}
 local NUMBER_CHARACTERS = {NUMBER_CHARACTERS}
 
 local function fmt(x) return string.format('%.17g', x) end
@@ -86,9 +90,10 @@ local function fresh()
 end
 
 -- The record under key and how it was found: 'none' (no key), 'ok', or 'bad' (not a record
--- machine.plausible accepts at now with these bounds; it then reads as absent). nan fails every
--- comparison, so the range tests below also refuse it.
-local function load(key, now, lease_seconds, max_break, horizon)
+-- machine.plausible accepts at now, with the caps no config exceeds and never this gateway's
+-- own settings; it then reads as absent). nan fails every comparison, so the range tests below
+-- also refuse it.
+local function load(key, now)
   local v = redis.pcall('HMGET', key, 'state', 'failures', 'until', 'break', 'probe', 'error')
   if v.err then return fresh(), 'bad' end  -- not a hash
   if not (v[1] or v[2] or v[3] or v[4] or v[5] or v[6]) then
@@ -100,11 +105,11 @@ local function load(key, now, lease_seconds, max_break, horizon)
              probe = nil, err = nil}}
   local ok = STATES[r.state] and r.failures and r.failures >= 0
     and r.failures <= MAX_FAILURES and r.failures == math.floor(r.failures)
-    and r.ends and r.ends >= 0 and r.ends <= now + horizon
-    and r.brk and r.brk >= 0 and r.brk <= max_break
+    and r.ends and r.ends >= 0 and r.ends <= now + MAX_AHEAD
+    and r.brk and r.brk >= 0 and r.brk <= MAX_WAIT
   if v[5] and v[5] ~= '' then
     r.probe = number(v[5])
-    ok = ok and r.probe and r.probe >= 0 and r.probe <= now + lease_seconds
+    ok = ok and r.probe and r.probe >= 0 and r.probe <= now + MAX_AHEAD
   end
   if v[6] and v[6] ~= '' then
     r.err = v[6]
@@ -194,8 +199,8 @@ ADMIT = (
     + """
 if redis.replicate_commands then redis.replicate_commands() end
 local now = clock(ARGV[1])
-local lease_seconds, early = tonumber(ARGV[2]), ARGV[5] == '1'
-local r, found = load(KEYS[1], now, lease_seconds, tonumber(ARGV[3]), tonumber(ARGV[4]))
+local lease_seconds, early = tonumber(ARGV[2]), ARGV[3] == '1'
+local r, found = load(KEYS[1], now)
 local before = table.concat(encode(r), '|')
 settle(r, now)
 local s = effective(r, now)
@@ -212,21 +217,21 @@ for _, field in ipairs(encode(r)) do out[#out + 1] = field end
 return table.concat(out, ' ')
 """
 )
-"""KEYS: the hash; ARGV: shift, probe lease seconds, longest break, horizon (the bounds of a
-plausible record), early ('1'/'0'). Answers ``now``, admitted ('1'/'0'), the lease ('' when not a
-probe), reset ('1' when the stored record was not plausible), the record's fields."""
+"""KEYS: the hash; ARGV: shift, probe lease seconds, early ('1'/'0'). Answers ``now``, admitted
+('1'/'0'), the lease ('' when not a probe), reset ('1' when the stored record was not plausible),
+the record's fields."""
 
 REPORT = (
     _PRELUDE
     + """
 if redis.replicate_commands then redis.replicate_commands() end
 local now = clock(ARGV[1])
-local err = ARGV[5] ~= '' and ARGV[5] or nil
-local retry_after = tonumber(ARGV[6])
-local cancelled = ARGV[7] == '1'
-local lease = tonumber(ARGV[8])
-local threshold, recovery = tonumber(ARGV[9]), tonumber(ARGV[10])
-local max_recovery, cooldown = tonumber(ARGV[11]), tonumber(ARGV[12])
+local err = ARGV[2] ~= '' and ARGV[2] or nil
+local retry_after = tonumber(ARGV[3])
+local cancelled = ARGV[4] == '1'
+local lease = tonumber(ARGV[5])
+local threshold, recovery = tonumber(ARGV[6]), tonumber(ARGV[7])
+local max_recovery, cooldown = tonumber(ARGV[8]), tonumber(ARGV[9])
 
 local function note(r, e)
   -- a hold is not overwritten by a lesser class while the deployment still waits
@@ -274,7 +279,7 @@ local function fail(r, e, probe)
   end
   if effect == 'quota' then cool(r, e, recovery, probe); return end
   r.err = probe and e or note(r, e)
-  r.failures = r.failures + 1
+  r.failures = math.min(r.failures + 1, MAX_FAILURES)
   if r.state == 'circuit_open' then
     if probe then open(r, true) end
     return
@@ -282,7 +287,7 @@ local function fail(r, e, probe)
   if effect == 'open' or r.failures >= threshold then open(r, false) end
 end
 
-local r, found = load(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+local r, found = load(KEYS[1], now)
 local stored = table.concat(encode(r), '|')
 local before = effective(r, now)
 settle(r, now)
@@ -297,7 +302,7 @@ for _, field in ipairs(encode(r)) do out[#out + 1] = field end
 return table.concat(out, ' ')
 """
 )
-"""KEYS: the hash; ARGV: shift, probe lease seconds, longest break, horizon (as ADMIT's), error
-class ('' for success), Retry-After ('' for none), cancelled ('1'/'0'), lease ('' for none),
-threshold, recovery, max recovery, rate-limit cooldown. Answers ``now``, the visible state before
-and after, reset (as ADMIT's), the record's fields."""
+"""KEYS: the hash; ARGV: shift, error class ('' for success), Retry-After ('' for none), cancelled
+('1'/'0'), lease ('' for none), threshold, recovery, max recovery, rate-limit cooldown (the
+policy's, each length already cut to :data:`machine.MAX_WAIT`). Answers ``now``, the visible
+state before and after, reset (as ADMIT's), the record's fields."""

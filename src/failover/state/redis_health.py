@@ -76,6 +76,10 @@ class RedisHealth:
     - ``clock``: local time (stats, cache ages, retries, and Redis' time between answers).
     - ``time_shift``: for tests, seconds added to Redis' clock, so that shared time moves with a
       ``ManualClock`` (pass ``clock.now``); None in production.
+    - ``on_failure``: called once per Redis call that failed (timed out, refused, broken), the
+      one that sends the backend degraded and each retry that finds Redis still out; calls
+      served locally without asking Redis are not failures. The gateway passes
+      :meth:`~failover.observe.Observability.redis_failed` (``failover_redis_failures_total``).
 
     >>> from failover.clock import ManualClock
     >>> gpt = DeploymentConfig(provider="openai", model="gpt-4o-mini", api_key="sk-test")
@@ -99,12 +103,14 @@ class RedisHealth:
         window_size: int = 256,
         window_seconds: float = 300.0,
         time_shift: Callable[[], float] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self.store = RedisHealthStore(url, key_prefix=key_prefix, timeout=timeout)
         self._clock = clock
         self._cache_seconds = cache_seconds
         self._retry_seconds = retry_seconds
         self._on_transition = on_transition
+        self._on_failure = on_failure
         self._shift = time_shift
         self._policies = {
             name: BreakerPolicy.from_config(config, deployment)
@@ -132,6 +138,7 @@ class RedisHealth:
         clock: Clock,
         *,
         on_transition: Callable[[Transition], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> RedisHealth:
         """The backend ``state: {backend: redis, url, key_prefix}`` asks for."""
         return cls(
@@ -141,6 +148,7 @@ class RedisHealth:
             url=state.url,
             key_prefix=state.key_prefix,
             on_transition=on_transition,
+            on_failure=on_failure,
         )
 
     @property
@@ -149,16 +157,14 @@ class RedisHealth:
         return self._degraded
 
     async def plan(self, targets: Sequence[str], *, early_probe: bool = True) -> Plan:
-        """The targets that admit an attempt now, in order; else the early probe (SPEC rule 1)."""
+        """The targets that admit an attempt now, in order; else the early probe (rule 1)."""
         names = list(dict.fromkeys(targets))  # a target named twice is planned once
         for name in names:
             self._policy(name)  # a KeyError naming an unknown deployment, as MemoryHealth
         shared = [name for name in names if self._configured[name]]
         now = self._shared_now()
         if shared:
-            answer = await self._exchange(
-                lambda: self.store.read(shared, self._policies, shift=self._shift_now())
-            )
+            answer = await self._exchange(lambda: self.store.read(shared, shift=self._shift_now()))
             if answer is not None:
                 now, read = answer
                 self._remember(now, dict(zip(shared, read, strict=True)))
@@ -256,9 +262,7 @@ class RedisHealth:
         """Every deployment's status now: the shared records read in one call, local stats."""
         shared = [name for name in self._policies if self._configured[name]]
         if shared:
-            answer = await self._exchange(
-                lambda: self.store.read(shared, self._policies, shift=self._shift_now())
-            )
+            answer = await self._exchange(lambda: self.store.read(shared, shift=self._shift_now()))
             if answer is not None:
                 self._remember(answer[0], dict(zip(shared, answer[1], strict=True)))
         return self.snapshot()
@@ -326,6 +330,7 @@ class RedisHealth:
                 await self.store.drop_idle_connections()  # start afresh, not on a dead socket
             answer = await call()
         except StateUnavailable as exc:
+            self._failed()
             if trying:
                 self._retry_at = self._clock.now() + self._retry_seconds
                 logger.debug("shared health state still unavailable: %s", exc)
@@ -338,6 +343,14 @@ class RedisHealth:
         if trying:
             self._recover()
         return answer
+
+    def _failed(self) -> None:
+        """Tell ``on_failure`` of one failed Redis call; its bugs are logged, never raised."""
+        if self._on_failure is not None:
+            try:
+                self._on_failure()
+            except Exception:
+                logger.exception("the Redis failure observer failed")
 
     def _degrade(self, exc: StateUnavailable) -> None:
         now = self._clock.now()

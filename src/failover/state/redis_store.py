@@ -8,10 +8,12 @@ Whether to fall back to local state is :class:`~failover.state.redis_health.Redi
 
 A record is checked wherever it is decoded: fields as the scripts write them (a number as decimal
 text, a known state and error class), then :func:`~failover.health.machine.plausible` at the
-answer's ``now``. A record that fails is taken as absent (the fresh record), never as an error:
-garbage in one hash must neither hold its deployment nor take the shared state away from every
-other one. It is logged once (a warning, its fields escaped) until that deployment's record reads
-right again; ADMIT and REPORT, which check it the same way in Lua, delete it.
+answer's ``now``, which asks only whether some policy could have left the record, never whether
+this gateway's own settings could: the gateways sharing Redis may run different configs. A record
+that fails is taken as absent (the fresh record), never as an error: garbage in one hash must
+neither hold its deployment nor take the shared state away from every other one. It is logged
+once (a warning, its fields escaped) until that deployment's record reads right again; ADMIT and
+REPORT, which check it the same way in Lua, delete it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import hashlib
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -31,7 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from failover.errors import ErrorClass, FailoverError
+from failover.errors import ErrorClass, StateUnavailable
 from failover.health import machine
 from failover.health.base import DeploymentState, Report
 from failover.health.machine import BreakerPolicy, BreakerRecord
@@ -47,10 +49,6 @@ _FRESH = BreakerRecord()
 _NUMBER = re.compile(rf"[-+.0-9eE]{{1,{lua.NUMBER_CHARACTERS}}}")
 """A number as the scripts write it (``%.17g``): what Lua's check accepts, and nothing else that
 Python's ``float()`` would (``nan``, ``inf``, ``1_0``, spaces)."""
-
-
-class StateUnavailable(FailoverError):
-    """Redis did not answer in time or answered an error; the message names no URL or secret."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +121,6 @@ def parse_record(fields: Sequence[str]) -> BreakerRecord | None:
     )
 
 
-def _bounds(policy: BreakerPolicy) -> list[str]:
-    """The ARGV that tell a script what a plausible record is (see :func:`machine.plausible`)."""
-    return [
-        _number(policy.probe_lease_seconds),
-        _number(policy.max_break),
-        _number(policy.horizon),
-    ]
-
-
 class _Script:
     """One Lua script, run by SHA; loaded on the first ``NOSCRIPT`` (a new or restarted Redis)."""
 
@@ -182,12 +171,12 @@ class RedisHealthStore:
     async def read(
         self,
         deployments: Sequence[str],
-        policies: Mapping[str, BreakerPolicy],
         *,
         shift: float = 0.0,
     ) -> tuple[float, list[BreakerRecord]]:
         """Shared ``now`` and the records of ``deployments`` (fresh ones where none is stored, or
-        where the stored one is not plausible under the deployment's policy)."""
+        where the stored one is not plausible: :func:`machine.plausible`, which no policy
+        decides)."""
         keys = [self.key(name) for name in deployments]
         width = lua.RECORD_FIELDS
 
@@ -196,9 +185,7 @@ class RedisHealthStore:
                 raise ValueError("a record is missing from the answer")
             now = float(answer[0])
             records = [
-                self._checked(
-                    name, answer[1 + i * width : 1 + (i + 1) * width], now, policies[name]
-                )
+                self._checked(name, answer[1 + i * width : 1 + (i + 1) * width], now)
                 for i, name in enumerate(deployments)
             ]
             return now, records
@@ -209,7 +196,7 @@ class RedisHealthStore:
         self, deployment: str, policy: BreakerPolicy, *, early: bool, shift: float = 0.0
     ) -> AdmitAnswer:
         """Run :func:`machine.admit` atomically on ``deployment``'s shared record."""
-        args = [_number(shift), *_bounds(policy), "1" if early else "0"]
+        args = [_number(shift), _number(policy.probe_lease_seconds), "1" if early else "0"]
 
         def parse(answer: list[str]) -> AdmitAnswer:
             now = float(answer[0])
@@ -218,7 +205,7 @@ class RedisHealthStore:
                 admitted=answer[1] == "1",
                 lease=float(answer[2]) if answer[2] else None,
                 reset=self._was_reset(deployment, answer[3]),
-                record=self._checked(deployment, answer[4:], now, policy),
+                record=self._checked(deployment, answer[4:], now),
             )
 
         return await self._run(self._admit, [self.key(deployment)], args, parse)
@@ -235,7 +222,6 @@ class RedisHealthStore:
         """Run :func:`machine.report` atomically on ``deployment``'s shared record."""
         args = [
             _number(shift),
-            *_bounds(policy),
             "" if outcome.error_class is None else outcome.error_class.value,
             "" if outcome.retry_after is None else _number(outcome.retry_after),
             "1" if outcome.cancelled else "0",
@@ -253,20 +239,18 @@ class RedisHealthStore:
                 before=DeploymentState(answer[1]),
                 after=DeploymentState(answer[2]),
                 reset=self._was_reset(deployment, answer[3]),
-                record=self._checked(deployment, answer[4:], now, policy),
+                record=self._checked(deployment, answer[4:], now),
             )
 
         return await self._run(self._report, [self.key(deployment)], args, parse)
 
-    def _checked(
-        self, deployment: str, fields: Sequence[str], now: float, policy: BreakerPolicy
-    ) -> BreakerRecord:
+    def _checked(self, deployment: str, fields: Sequence[str], now: float) -> BreakerRecord:
         """The record ``fields`` hold if it is one the machine could have left, else the fresh
         one (logged once while it stays so)."""
         if len(fields) != lua.RECORD_FIELDS:
             raise ValueError("a record is missing from the answer")
         record = parse_record(fields)
-        if record is not None and machine.plausible(record, now, policy):
+        if record is not None and machine.plausible(record, now):
             self.invalid.discard(deployment)
             return record
         if deployment not in self.invalid:

@@ -1,4 +1,4 @@
-"""The chat body's checks in :mod:`failover.server.validate`: here, how deep a body may nest.
+"""The chat body's checks (:mod:`failover.server.surfaces.chat_checks`): how deep it may nest.
 
 ``orjson.loads`` reads 1024 levels and ``orjson.dumps`` writes 254: a body between the two was
 accepted and then failed to go upstream (a 500, or the route's default and a CRITICAL alert).
@@ -13,8 +13,10 @@ import aiohttp
 import orjson
 import pytest
 
+from failover.errors import InvalidRequest
+from failover.jsondepth import MAX_DEPTH
 from failover.mock_upstream import MockUpstream
-from failover.server.validate import MAX_DEPTH, InvalidRequest, parse_chat
+from failover.server.surfaces.chat_checks import parse_chat
 from tests.server.helpers import CLIENT_KEY, MESSAGES, gateway_config, running
 
 Mocks = tuple[MockUpstream, MockUpstream]

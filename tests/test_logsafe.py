@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from failover.observe.logsafe import SafeFormatter, escape
+from failover.logsafe import SafeFormatter, escape
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CONTROLS = "\t\n\r\x00\x07\x1b\x7f\x85\x9b\u2028\u2029\u202e"

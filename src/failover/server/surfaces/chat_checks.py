@@ -6,10 +6,8 @@ boolean, and the types and ranges of the standard fields (``max_tokens`` within 
 ``temperature`` within 0..2, ...). A failure is an :class:`InvalidRequest` naming the field,
 answered 400; nothing a client sends reaches an adapter it could crash.
 
-The body may nest arrays and objects :data:`MAX_DEPTH` levels deep at most (``json_too_deep``):
-``orjson.loads`` reads up to 1024 levels but ``orjson.dumps`` writes only 254, so a deeper body
-would be accepted here and then fail to serialize towards the provider, as a 500 (or a default
-response and a CRITICAL alert) instead of the client's 400.
+The body is read by :func:`~failover.server.surfaces.base.read_object`: an object, nested at
+most :data:`~failover.jsondepth.MAX_DEPTH` levels deep (``json_too_deep``).
 
 Fields this module does not know are passed through to the provider untouched. OpenAI's own API
 accepts extra fields only where its schema defines them; a gateway cannot know every field of
@@ -21,16 +19,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from failover.errors import FailoverError
-from failover.jsondepth import MAX_DEPTH, nested_deeper
+from failover.errors import InvalidRequest
+from failover.server.surfaces.base import Parsed, read_object
 from failover.types import ChatRequest
 
-__all__ = ["MAX_DEPTH", "MAX_TOKENS_CAP", "ChatCall", "InvalidRequest", "parse_chat"]
+__all__ = ["MAX_TOKENS_CAP", "ROLES", "parse_chat"]
 
 MAX_TOKENS_CAP = 1_000_000
 """The largest ``max_tokens`` accepted: no model answers more, a larger one is a client's bug."""
@@ -38,26 +33,7 @@ MAX_TOKENS_CAP = 1_000_000
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
-class InvalidRequest(FailoverError, ValueError):
-    """The client's request is not a valid chat request; ``param`` names the field."""
-
-    def __init__(self, message: str, *, param: str | None = None, code: str = "invalid_value"):
-        self.message = message
-        self.param = param
-        self.code = code
-        super().__init__(message)
-
-
-@dataclass(frozen=True, slots=True)
-class ChatCall:
-    """A checked chat request: the route asked for, streamed or not, and the request itself."""
-
-    model: str
-    stream: bool
-    request: ChatRequest
-
-
-def parse_chat(body: bytes) -> ChatCall:
+def parse_chat(body: bytes) -> Parsed:
     """Read and check a chat request body; raises :class:`InvalidRequest`.
 
     >>> call = parse_chat(b'{"model": "intent", "messages": [{"role": "user", "content": "hi"}],'
@@ -65,18 +41,7 @@ def parse_chat(body: bytes) -> ChatCall:
     >>> call.model, call.stream, dict(call.request.params)
     ('intent', False, {'temperature': 0, 'x-vendor': 1})
     """
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        if exc.msg.startswith("depth limit"):  # orjson's own, past 1024 levels
-            raise _too_deep(None) from None
-        raise InvalidRequest(
-            "the body is not valid JSON (UTF-8, no lone surrogates)", code="invalid_json"
-        ) from None
-    if type(data) is not dict:
-        raise InvalidRequest("the body must be a JSON object", code="invalid_type")
-    if nested_deeper(data):
-        raise _too_deep(data)
+    data = read_object(body)
     model = data.pop("model", None)
     if type(model) is not str or not model:
         raise _wrong("model", "a non-empty string", model)
@@ -91,25 +56,7 @@ def parse_chat(body: bytes) -> ChatCall:
             checked = check(key, value)
             if checked is not value:
                 data[key] = checked  # e.g. max_tokens 100.0 -> 100 (JSON does not tell them apart)
-    return ChatCall(model, bool(stream), ChatRequest(messages=messages, params=data))
-
-
-_MAX_NAMED = 64
-
-
-def _too_deep(data: dict[str, Any] | None) -> InvalidRequest:
-    # The field that is too deep (found only on this error path): one level below the body.
-    param = None
-    if data is not None:
-        param = next((key for key, value in data.items() if nested_deeper([value])), None)
-        if param is not None and (len(param) > _MAX_NAMED or not param.isprintable()):
-            param = None  # a client's odd field name is not repeated back
-    where = f" (in '{param}')" if param is not None else ""
-    return InvalidRequest(
-        f"the body nests arrays and objects deeper than {MAX_DEPTH} levels{where}",
-        param=param,
-        code="json_too_deep",
-    )
+    return Parsed(model, bool(stream), ChatRequest(messages=messages, params=data))
 
 
 def _wrong(param: str, expected: str, value: Any) -> InvalidRequest:
