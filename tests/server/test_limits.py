@@ -15,6 +15,7 @@ from failover.config import RateLimitsConfig
 from failover.mock_upstream import MockUpstream
 from failover.server import LocalLimiter, Rate, SharedLimiter, gcra
 from failover.server.limits import rates_for
+from failover.state import RedisHealth
 from tests.server.helpers import ADMIN_KEY, MESSAGES, gateway_config, running
 
 Mocks = tuple[MockUpstream, MockUpstream]
@@ -182,3 +183,25 @@ async def test_inbound_limit_shared_by_two_gateways(
             return_exceptions=True,
         )
     assert all(isinstance(result, openai.RateLimitError) for result in results)
+
+
+async def test_inbound_limits_borrow_the_gateways_redis_client(
+    mocks: Mocks, redis_url: str, redis_prefix: str
+) -> None:
+    """One Redis client per gateway: the shared limits use the health store's, and closing the
+    app's limiter leaves it open for the gateway (which closes it last)."""
+    main, fallback = mocks
+    config = gateway_config(
+        main,
+        fallback,
+        server={"rate_limits": {"default": "100/minute"}},
+        state={"backend": "redis", "url": redis_url, "key_prefix": redis_prefix},
+    )
+    async with running(config) as served, served.client() as client:
+        await client.chat.completions.create(model="intent", messages=MESSAGES)
+        health = served.app.gateway.health
+        assert isinstance(health, RedisHealth)
+        limiter = served.app._shared
+        assert limiter is not None and limiter._client is health.store.client
+        await limiter.aclose()  # borrowed: still usable afterwards
+        assert await health.store.client.ping()

@@ -58,6 +58,7 @@ from failover.server.shared_limits import SharedLimiter
 from failover.server.status import Problem, problem_for
 from failover.server.surface import SurfaceHandler
 from failover.server.surfaces import surface_codecs
+from failover.state import RedisHealthStore
 
 __all__ = ["GatewayApp", "Phase"]
 
@@ -180,8 +181,9 @@ class GatewayApp:
             for path, methods in handlers.items()
         }
         if config.state.backend == "redis" and any(e.rate for e in self._endpoints.values()):
+            store = getattr(gateway.health, "store", None)
             self._shared = SharedLimiter(
-                config.state.url,
+                store.client if isinstance(store, RedisHealthStore) else config.state.url,
                 key_prefix=config.state.key_prefix,
                 now=self._clock.now,
                 local=self._local,

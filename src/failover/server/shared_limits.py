@@ -9,6 +9,9 @@ inf, in the past, or further ahead than one period, or a key of another type) is
 and a key found without a TTL is given one, so that garbage neither refuses a client for good
 nor takes the shared limits away, and no key of ours lives for ever.
 
+The limiter borrows the gateway's Redis client (one client, one pool per gateway) when it is
+given one; from a URL it opens and closes its own.
+
 Redis never fails a request: every call is bounded by ``timeout``; when Redis is out of reach, slow
 or broken, one warning is logged and the decision is taken by this process' own
 :class:`~failover.server.limits.LocalLimiter` (the limit then holds per gateway rather than per
@@ -75,7 +78,7 @@ class SharedLimiter:
 
     def __init__(
         self,
-        url: str,
+        redis_at: str | redis.Redis,
         *,
         key_prefix: str,
         now: Callable[[], float],
@@ -88,13 +91,18 @@ class SharedLimiter:
         self._now = now
         self._timeout = timeout
         self._retry_seconds = retry_seconds
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),  # one slow Redis costs one timeout, not several
-            client_name="failover-limits",
-            protocol=2,
+        self._owns_client = isinstance(redis_at, str)
+        self._client = (
+            redis.Redis.from_url(
+                redis_at,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),  # one slow Redis costs one timeout, not several
+                client_name="failover-limits",
+                protocol=2,
+            )
+            if isinstance(redis_at, str)
+            else redis_at
         )
         self._sha = hashlib.sha1(GCRA_SCRIPT.encode(), usedforsecurity=False).hexdigest()
         self._degraded = False
@@ -143,7 +151,10 @@ class SharedLimiter:
         return int(answer)
 
     async def aclose(self) -> None:
-        """Close the connections; errors on the way out are of no interest."""
+        """Close the connections it opened (a borrowed client is its owner's to close); errors
+        on the way out are of no interest."""
+        if not self._owns_client:
+            return
         with contextlib.suppress(RedisError, OSError):
             await self._client.aclose()
 

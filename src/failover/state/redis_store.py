@@ -164,6 +164,12 @@ class RedisHealthStore:
         self._report = _Script(lua.REPORT)
         self.invalid: set[str] = set()  # deployments whose stored record did not read right
 
+    @property
+    def client(self) -> redis.Redis:
+        """The gateway's one Redis client: what else shares the state (the inbound limits)
+        borrows it rather than opening connections of its own."""
+        return self._client
+
     def key(self, deployment: str) -> str:
         """The hash that holds ``deployment``'s record."""
         return f"{self.key_prefix}health:{deployment}"
