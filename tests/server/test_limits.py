@@ -202,6 +202,7 @@ async def test_inbound_limits_borrow_the_gateways_redis_client(
         health = served.app.gateway.health
         assert isinstance(health, RedisHealth)
         limiter = served.app._shared
-        assert limiter is not None and limiter._client is health.store.client
+        assert limiter is not None
+        assert limiter._client is health.store.client
         await limiter.aclose()  # borrowed: still usable afterwards
         assert await health.store.client.ping()
